@@ -1,0 +1,199 @@
+use super::*;
+use serde_json::{Value, json};
+use tokio::time::timeout;
+use uuid::Uuid;
+
+struct Worker {
+    conn: WorkerConnection,
+    rx: mpsc::UnboundedReceiver<Outbound>,
+}
+
+impl Worker {
+    fn new(engine: &Engine) -> Self {
+        let (conn, rx) = engine.connect();
+        let mut w = Self { conn, rx };
+        let first = w.try_next().expect("workerregistered");
+        assert_eq!(first["type"], "workerregistered");
+        assert!(first.get("features").is_none());
+        w
+    }
+
+    fn send(&self, v: Value) {
+        self.conn.handle_message(&v.to_string());
+    }
+
+    fn try_next(&mut self) -> Option<Value> {
+        match self.rx.try_recv().ok()? {
+            Outbound::Text(t) => Some(serde_json::from_str(&t).unwrap()),
+            Outbound::Close => Some(json!({"type": "<close>"})),
+        }
+    }
+
+    async fn next(&mut self) -> Value {
+        match timeout(Duration::from_secs(2), self.rx.recv()).await {
+            Ok(Some(Outbound::Text(t))) => serde_json::from_str(&t).unwrap(),
+            Ok(Some(Outbound::Close)) => json!({"type": "<close>"}),
+            other => panic!("no message: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn unknown_function_sync_gets_function_not_found_and_void_gets_nothing() {
+    let engine = Engine::new(EngineConfig::default());
+    let mut w = Worker::new(&engine);
+    w.send(json!({"type":"invokefunction","invocation_id":"i1","function_id":"audit::log","data":{"x":1}}));
+    let reply = w.next().await;
+    assert_eq!(reply["invocation_id"], "i1");
+    assert_eq!(reply["function_id"], "audit::log");
+    assert_eq!(reply["error"]["code"], "function_not_found");
+    assert_eq!(reply["error"]["message"], "Function 'audit::log' not found");
+    w.send(json!({"type":"invokefunction","function_id":"audit::log","action":{"type":"void"},"invocation_id":"i2"}));
+    w.send(json!({"type":"invokefunction","invocation_id":"i3","function_id":"x","action":{"type":"enqueue","queue":"q"}}));
+    let reply = w.next().await;
+    assert_eq!(reply["invocation_id"], "i3");
+    assert_eq!(reply["error"]["code"], "enqueue_error");
+    assert!(w.try_next().is_none());
+}
+
+#[tokio::test]
+async fn workers_register_answers_success_and_builtins_are_protected() {
+    let engine = Engine::new(EngineConfig::default());
+    let mut w = Worker::new(&engine);
+    w.send(json!({"type":"invokefunction","invocation_id":"i","function_id":WORKERS_REGISTER,"data":{"runtime":"node","isolation":null}}));
+    assert_eq!(w.next().await["result"], json!({"success": true}));
+    w.send(json!({"type":"registerfunction","id":"engine::functions::list"}));
+    assert!(!engine.has_worker_function("engine::functions::list"));
+}
+
+#[tokio::test]
+async fn calls_are_relayed_with_results_and_errors_unchanged() {
+    let engine = Engine::new(EngineConfig::default());
+    let mut callee = Worker::new(&engine);
+    let mut caller = Worker::new(&engine);
+    callee.send(json!({"type":"registerfunction","id":"math::add"}));
+    caller.send(json!({"type":"invokefunction","invocation_id":"c1","function_id":"math::add","data":{"a":1},"metadata":{"m":2},"traceparent":"00-x"}));
+    let call = callee.next().await;
+    assert_eq!(call["type"], "invokefunction");
+    assert_eq!(call["data"], json!({"a":1}));
+    assert_eq!(call["metadata"], json!({"m":2}));
+    assert_eq!(call["traceparent"], "00-x");
+    let server_id = call["invocation_id"].as_str().unwrap();
+    assert!(Uuid::parse_str(server_id).is_ok());
+    callee.send(
+        json!({"type":"invocationresult","invocation_id":server_id,"function_id":"math::add"}),
+    );
+    let reply = caller.next().await;
+    assert_eq!(reply["invocation_id"], "c1");
+    assert!(
+        reply.get("result").is_none(),
+        "no result stays no result: {reply}"
+    );
+
+    caller.send(json!({"type":"invokefunction","invocation_id":"c2","function_id":"math::add"}));
+    let call = callee.next().await;
+    assert_eq!(call["data"], Value::Null);
+    callee.send(json!({"type":"invocationresult","invocation_id":call["invocation_id"],"error":{"code":"invocation_failed","message":"boom"}}));
+    let reply = caller.next().await;
+    assert_eq!(
+        reply["error"],
+        json!({"code":"invocation_failed","message":"boom"})
+    );
+}
+
+#[tokio::test]
+async fn callee_disconnect_stops_pending_calls_and_drops_its_functions() {
+    let engine = Engine::new(EngineConfig::default());
+    let mut callee = Worker::new(&engine);
+    let mut caller = Worker::new(&engine);
+    callee.send(json!({"type":"registerfunction","id":"slow::fn"}));
+    caller.send(json!({"type":"invokefunction","invocation_id":"c1","function_id":"slow::fn"}));
+    callee.next().await;
+    drop(callee);
+    let reply = caller.next().await;
+    assert_eq!(reply["error"]["code"], "invocation_stopped");
+    assert!(!engine.has_worker_function("slow::fn"));
+    assert_eq!(engine.pending_invocations(), 0);
+}
+
+#[tokio::test]
+async fn last_registration_wins_and_old_owner_cleanup_keeps_it() {
+    let engine = Engine::new(EngineConfig::default());
+    let old = Worker::new(&engine);
+    let new = Worker::new(&engine);
+    old.send(json!({"type":"registerfunction","id":"f"}));
+    new.send(json!({"type":"registerfunction","id":"f"}));
+    old.send(json!({"type":"unregisterfunction","id":"f"}));
+    drop(old);
+    assert!(engine.has_worker_function("f"));
+    drop(new);
+    assert!(!engine.has_worker_function("f"));
+}
+
+#[derive(Default)]
+struct Recording(parking_lot::Mutex<Vec<String>>);
+
+impl TriggerType for Recording {
+    fn bind(&self, trigger: &Trigger) -> Result<(), String> {
+        if trigger
+            .config
+            .get("stream_name")
+            .and_then(Value::as_str)
+            .is_none()
+        {
+            return Err("needs stream_name".into());
+        }
+        self.0.lock().push(format!("bind {}", trigger.id));
+        Ok(())
+    }
+    fn unbind(&self, trigger: &Trigger) {
+        self.0.lock().push(format!("unbind {}", trigger.id));
+    }
+}
+
+#[tokio::test]
+async fn trigger_registration_refusals_and_replacement() {
+    let engine = Engine::new(EngineConfig::default());
+    let rec = Arc::new(Recording::default());
+    engine.register_trigger_type("stream", rec.clone());
+    let mut w = Worker::new(&engine);
+    w.send(json!({"type":"registertrigger","id":"t1","trigger_type":"stream","function_id":"f","config":{"stream_name":"a"}}));
+    w.send(json!({"type":"registertrigger","id":"t1","trigger_type":"stream","function_id":"f","config":{"stream_name":"b"}}));
+    assert!(w.try_next().is_none(), "success is never acknowledged");
+    w.send(json!({"type":"registertrigger","id":"t1","trigger_type":"stream","function_id":"f","config":{}}));
+    let refusal = w.next().await;
+    assert_eq!(refusal["type"], "triggerregistrationresult");
+    assert_eq!(refusal["id"], "t1");
+    assert_eq!(refusal["function_id"], "f");
+    assert_eq!(refusal["error"]["code"], "trigger_registration_failed");
+    w.send(json!({"type":"registertrigger","id":"t2","trigger_type":"cron","function_id":"f"}));
+    let refusal = w.next().await;
+    assert_eq!(refusal["error"]["code"], "trigger_type_not_found");
+    assert_eq!(refusal["trigger_type"], "cron");
+    assert_eq!(
+        *rec.0.lock(),
+        ["bind t1", "unbind t1", "bind t1", "unbind t1"]
+    );
+}
+
+#[tokio::test]
+async fn shutdown_refuses_new_sync_calls() {
+    let engine = Engine::new(EngineConfig::default());
+    let mut w = Worker::new(&engine);
+    engine.begin_shutdown();
+    w.send(json!({"type":"invokefunction","invocation_id":"i","function_id":"x"}));
+    assert_eq!(w.next().await["error"]["code"], "server_shutting_down");
+}
+
+#[tokio::test]
+async fn server_invocations_time_out_and_ignore_late_results() {
+    let engine = Engine::new(EngineConfig::default());
+    let mut w = Worker::new(&engine);
+    w.send(json!({"type":"registerfunction","id":"never"}));
+    let options = CallOptions::with_timeout(Duration::from_millis(50));
+    let outcome = engine.invoke("never", RawValue::NULL, options).await;
+    assert_eq!(outcome.unwrap_err().code, "invocation_timeout");
+    let call = w.next().await;
+    w.send(json!({"type":"invocationresult","invocation_id":call["invocation_id"],"result":1}));
+    assert_eq!(engine.pending_invocations(), 0);
+}

@@ -1,0 +1,222 @@
+//! Prometheus metrics shared by every iii-stream layer (improvements.md l).
+//!
+//! One process-wide set: every layer counts into it and the stream port renders it at
+//! `GET /metrics`. Labels never carry stream, group or item names, so cardinality stays bounded.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::LazyLock;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FunctionLabels {
+    pub function: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TypeLabel {
+    pub r#type: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServerCallLabels {
+    pub kind: &'static str,
+    pub outcome: &'static str,
+}
+
+/// Every metric of the server.
+pub struct Metrics {
+    registry: Registry,
+    pub subscriber_connections: Gauge,
+    pub subscriptions: Gauge,
+    pub worker_connections: Gauge,
+    pub function_calls: Family<FunctionLabels, Counter>,
+    pub events: Family<TypeLabel, Counter>,
+    pub frames_sent: Family<KindLabel, Counter>,
+    pub event_serializations: Counter,
+    pub slow_consumer_disconnects: Counter,
+    pub handshakes: Family<OutcomeLabel, Counter>,
+    pub joins: Family<OutcomeLabel, Counter>,
+    pub resumes: Family<OutcomeLabel, Counter>,
+    pub server_calls: Family<ServerCallLabels, Counter>,
+    pub store_commit_seconds: Histogram,
+    pub store_fsyncs: Counter,
+    pub history_bytes: Gauge,
+    pub redis_reconnects: Counter,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let m = Self {
+            registry: Registry::default(),
+            subscriber_connections: Gauge::default(),
+            subscriptions: Gauge::default(),
+            worker_connections: Gauge::default(),
+            function_calls: Family::default(),
+            events: Family::default(),
+            frames_sent: Family::default(),
+            event_serializations: Counter::default(),
+            slow_consumer_disconnects: Counter::default(),
+            handshakes: Family::default(),
+            joins: Family::default(),
+            resumes: Family::default(),
+            server_calls: Family::default(),
+            store_commit_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 18)),
+            store_fsyncs: Counter::default(),
+            history_bytes: Gauge::default(),
+            redis_reconnects: Counter::default(),
+        };
+        m.register()
+    }
+
+    fn register(mut self) -> Self {
+        // Counters get their `_total` suffix from the encoder.
+        let r = &mut self.registry;
+        r.register(
+            "iii_stream_subscriber_connections",
+            "Open subscriber connections",
+            self.subscriber_connections.clone(),
+        );
+        r.register(
+            "iii_stream_subscriptions",
+            "Active subscriptions",
+            self.subscriptions.clone(),
+        );
+        r.register(
+            "iii_stream_worker_connections",
+            "Open worker connections",
+            self.worker_connections.clone(),
+        );
+        r.register(
+            "iii_stream_function_calls",
+            "Built-in function calls",
+            self.function_calls.clone(),
+        );
+        r.register("iii_stream_events", "Events committed", self.events.clone());
+        r.register(
+            "iii_stream_frames_sent",
+            "Frames queued to subscribers",
+            self.frames_sent.clone(),
+        );
+        r.register(
+            "iii_stream_event_serializations",
+            "Event bodies serialised",
+            self.event_serializations.clone(),
+        );
+        r.register(
+            "iii_stream_slow_consumer_disconnects",
+            "Subscriber connections closed for overflowing their queue",
+            self.slow_consumer_disconnects.clone(),
+        );
+        r.register(
+            "iii_stream_handshakes",
+            "Subscriber handshakes",
+            self.handshakes.clone(),
+        );
+        r.register("iii_stream_joins", "Join requests", self.joins.clone());
+        r.register(
+            "iii_stream_resumes",
+            "Joins with since",
+            self.resumes.clone(),
+        );
+        r.register(
+            "iii_stream_server_calls",
+            "Calls the server made into workers",
+            self.server_calls.clone(),
+        );
+        r.register(
+            "iii_stream_store_commit_seconds",
+            "Duration of durable store commits",
+            self.store_commit_seconds.clone(),
+        );
+        r.register(
+            "iii_stream_store_fsyncs",
+            "Durable store commits (each one fsync)",
+            self.store_fsyncs.clone(),
+        );
+        r.register(
+            "iii_stream_history_bytes",
+            "Bytes of frames retained for resume",
+            self.history_bytes.clone(),
+        );
+        r.register(
+            "iii_stream_redis_reconnects",
+            "Redis pub/sub reconnections",
+            self.redis_reconnects.clone(),
+        );
+        self
+    }
+
+    /// Counts one call of a built-in function.
+    pub fn function_call(&self, function: &'static str, ok: bool) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.function_calls
+            .get_or_create(&FunctionLabels { function, outcome })
+            .inc();
+    }
+
+    /// Counts one call the server made into a worker.
+    pub fn server_call(&self, kind: &'static str, outcome: &'static str) {
+        self.server_calls
+            .get_or_create(&ServerCallLabels { kind, outcome })
+            .inc();
+    }
+
+    pub fn frame_sent(&self, kind: &'static str) {
+        self.frames_sent.get_or_create(&KindLabel { kind }).inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// The process-wide metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+    &METRICS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_names_every_metric() {
+        let m = metrics();
+        m.function_call("stream::set", true);
+        m.server_call("trigger", "timeout");
+        m.events
+            .get_or_create(&TypeLabel { r#type: "create" })
+            .inc();
+        let text = m.render();
+        for name in [
+            "iii_stream_subscriber_connections",
+            "iii_stream_function_calls_total{function=\"stream::set\",outcome=\"ok\"}",
+            "iii_stream_server_calls_total{kind=\"trigger\",outcome=\"timeout\"}",
+            "iii_stream_events_total{type=\"create\"}",
+            "iii_stream_store_commit_seconds_bucket",
+            "iii_stream_redis_reconnects_total",
+        ] {
+            assert!(text.contains(name), "{name} missing in\n{text}");
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! Errors of the storage layer. The stream service maps them to `STREAM_*_ERROR` codes, using the
+//! `Display` text as the cause.
+
+use iii_stream_domain::names::GroupKey;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The store failed earlier (e.g. an fsync error) and refuses writes until restarted, because
+    /// memory and disk may disagree.
+    #[error("store unavailable: {0}")]
+    Failed(String),
+    /// The store is closed (shutdown in progress).
+    #[error("store is closed")]
+    Closed,
+    /// The backend could not be reached or answered with an error.
+    #[error("{0}")]
+    Backend(String),
+    /// A stored value is not valid JSON.
+    #[error("stored value of item {item:?} in {group:?} is not valid JSON")]
+    CorruptValue { group: GroupKey, item: String },
+}

@@ -1,0 +1,148 @@
+//! Storage adapters of iii-stream.
+//!
+//! A [`Store`] commits changes together with their per-group `seq`, `epoch` and timestamp, makes
+//! them durable, and hands each resulting [`Frame`] to an [`EventSink`] in `seq` order. Listings,
+//! reads and join snapshots are served from here too. Adapters:
+//! - `kv`: state in process memory, optionally made durable on disk before acknowledgement;
+//! - `redis`: state in a shared Redis, so several processes see each other's writes.
+
+mod clock;
+mod error;
+pub mod kv;
+mod sink;
+mod snapshot;
+
+pub use error::StoreError;
+pub use kv::KvStore;
+pub use sink::EventSink;
+pub use snapshot::{Snapshot, SnapshotData};
+
+use iii_stream_domain::update::{OpError, UpdateOp};
+use iii_stream_domain::{Change, Frame, GroupKey, ItemKey, JsonText};
+use std::sync::Arc;
+
+/// The result of `set`: the previous value and the committed frame.
+#[derive(Debug)]
+pub struct Written {
+    pub old: Option<JsonText>,
+    pub frame: Arc<Frame>,
+}
+
+/// The result of `update`.
+#[derive(Debug)]
+pub struct Updated {
+    pub old: Option<JsonText>,
+    pub new: JsonText,
+    pub errors: Vec<OpError>,
+    pub frame: Arc<Frame>,
+}
+
+/// The result of `delete`: no frame when nothing was removed.
+#[derive(Debug)]
+pub struct Deleted {
+    pub old: Option<JsonText>,
+    pub frame: Option<Arc<Frame>>,
+}
+
+/// A storage adapter. An enum rather than a trait object: there are few adapters, and their
+/// methods are async.
+pub enum Store {
+    Kv(KvStore),
+}
+
+impl Store {
+    pub async fn set(&self, key: &ItemKey, value: JsonText) -> Result<Written, StoreError> {
+        match self {
+            Self::Kv(s) => s.set(key, value).await,
+        }
+    }
+
+    pub async fn update(&self, key: &ItemKey, ops: &[UpdateOp]) -> Result<Updated, StoreError> {
+        match self {
+            Self::Kv(s) => s.update(key, ops).await,
+        }
+    }
+
+    pub async fn delete(&self, key: &ItemKey) -> Result<Deleted, StoreError> {
+        match self {
+            Self::Kv(s) => s.delete(key).await,
+        }
+    }
+
+    /// Numbers and publishes an event that changes nothing stored: `stream::send`, and writes
+    /// performed by custom providers.
+    pub async fn emit(
+        &self,
+        group: &GroupKey,
+        item: Option<Arc<str>>,
+        change: Change,
+    ) -> Result<Arc<Frame>, StoreError> {
+        match self {
+            Self::Kv(s) => s.emit(group, item, change).await,
+        }
+    }
+
+    pub async fn get(&self, key: &ItemKey) -> Result<Option<JsonText>, StoreError> {
+        match self {
+            Self::Kv(s) => s.get(key).await,
+        }
+    }
+
+    /// The values of a group in insertion order.
+    pub async fn list(&self, group: &GroupKey) -> Result<Vec<JsonText>, StoreError> {
+        match self {
+            Self::Kv(s) => s.list(group).await,
+        }
+    }
+
+    /// The existing groups of a stream, sorted by byte order.
+    pub async fn list_groups(&self, stream: &str) -> Result<Vec<Arc<str>>, StoreError> {
+        match self {
+            Self::Kv(s) => Ok(s.list_groups(stream)),
+        }
+    }
+
+    /// Every existing stream with its groups, both sorted by byte order.
+    pub async fn list_all(&self) -> Result<Vec<(Arc<str>, Vec<Arc<str>>)>, StoreError> {
+        match self {
+            Self::Kv(s) => Ok(s.list_all()),
+        }
+    }
+
+    /// Reads a join snapshot (a group's values, or one item) with the group's stamp, and runs
+    /// `admit` with it atomically with respect to the group's sequencer where the adapter allows
+    /// (kv: under the group lock), so that a subscription registered by `admit` misses no frame
+    /// and sees none twice.
+    pub async fn snapshot<R>(
+        &self,
+        group: &GroupKey,
+        item: Option<&str>,
+        admit: impl FnOnce(Snapshot) -> R,
+    ) -> Result<R, StoreError> {
+        match self {
+            Self::Kv(s) => s.snapshot(group, item, admit).await,
+        }
+    }
+
+    /// Whether every frame up to a snapshot's `seq` is guaranteed to reach the sink after the
+    /// snapshot was read (true for kv, whose durable writes publish in order once fsync'd).
+    pub fn publishes_in_flight(&self) -> bool {
+        match self {
+            Self::Kv(_) => true,
+        }
+    }
+
+    /// `Err(reason)` when the store cannot serve writes.
+    pub fn health(&self) -> Result<(), String> {
+        match self {
+            Self::Kv(s) => s.health(),
+        }
+    }
+
+    /// Flushes and releases the store. Writes after this fail.
+    pub async fn close(&self) {
+        match self {
+            Self::Kv(s) => s.close().await,
+        }
+    }
+}

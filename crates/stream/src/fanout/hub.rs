@@ -1,0 +1,364 @@
+//! The subscription index and per-group publication.
+//!
+//! Each (stream, group) has a channel holding its subscribers, the last published `seq` and the
+//! recent frames (history). Frames arrive in `seq` order; each is matched against the group's own
+//! subscribers only and queued, without waiting, on each matching connection. Registering a
+//! subscription happens under the same channel lock as publication, so a subscriber receives
+//! exactly the frames after its sync (or resume point), in order.
+
+use super::history::{Budget, History};
+use super::outbox::{Outbox, Outgoing};
+use iii_stream_config::History as HistoryConfig;
+use iii_stream_domain::{Frame, GroupKey};
+use iii_stream_metrics::metrics;
+use iii_stream_protocol::frame::subscription_suffix;
+use iii_stream_protocol::subscriber::Since;
+use parking_lot::{Mutex, RwLock};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+/// One admitted subscription of one connection.
+#[derive(Debug)]
+pub struct Subscription {
+    /// Unique across the process; identifies the entry in its channel.
+    key: u64,
+    pub id: Arc<str>,
+    pub group: GroupKey,
+    pub item: Option<Arc<str>>,
+    suffix: Arc<str>,
+    outbox: Arc<Outbox>,
+}
+
+impl Subscription {
+    pub fn new(
+        id: Arc<str>,
+        group: GroupKey,
+        item: Option<Arc<str>>,
+        outbox: Arc<Outbox>,
+    ) -> Arc<Self> {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Arc::new(Self {
+            key: NEXT.fetch_add(1, Ordering::Relaxed),
+            suffix: subscription_suffix(&id).into(),
+            id,
+            group,
+            item,
+            outbox,
+        })
+    }
+
+    fn matches(&self, frame: &Frame) -> bool {
+        match &self.item {
+            None => true,
+            Some(item) => frame.item.as_deref() == Some(&**item),
+        }
+    }
+
+    fn deliver(&self, frame: &Arc<Frame>, kind: &'static str) {
+        if self.outbox.push(Outgoing::Event {
+            frame: frame.clone(),
+            suffix: self.suffix.clone(),
+        }) {
+            metrics().frame_sent(kind);
+        }
+    }
+
+    fn send_text(&self, text: String, kind: &'static str) {
+        if self.outbox.push(Outgoing::Text(text)) {
+            metrics().frame_sent(kind);
+        }
+    }
+}
+
+/// How a new subscription starts.
+pub enum Start {
+    /// With a sync frame reflecting every event up to `seq` of `epoch`.
+    Sync {
+        epoch: Arc<str>,
+        seq: u64,
+        text: String,
+        /// True when every frame up to `seq` is guaranteed to reach [`Hub::publish`] (the kv
+        /// store, whose durable writes may still be in flight): the sync then waits for the last
+        /// of them, so it never shows a change before that change is durable. False when some
+        /// may never arrive here (Redis: published before this instance subscribed).
+        in_flight: bool,
+    },
+    /// Resume after `since`, if the history allows.
+    Resume(Since),
+    /// The sync is being fetched elsewhere (custom provider); hold live frames until
+    /// [`Hub::finish_deferred`].
+    Deferred,
+}
+
+/// What [`Hub::subscribe`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Started {
+    /// Live, with its sync sent (or scheduled right after the frame it reflects).
+    Synced,
+    /// Live, with the missed frames replayed.
+    Resumed,
+    /// Registered; waiting for `finish_deferred`. Carries the `seq` the sync must reflect.
+    Deferred { seq: u64 },
+    /// Not registered: `since` cannot be served; take a snapshot and subscribe with a sync.
+    NotResumable,
+    /// Not registered: the snapshot is older than what was already published and the history no
+    /// longer holds the difference; take a new snapshot.
+    Stale,
+}
+
+struct Entry {
+    sub: Arc<Subscription>,
+    /// Frames up to this `seq` are already reflected in what the subscriber got.
+    from_seq: u64,
+    /// A sync to send once the frame with `seq == from_seq` is published (durable writes still
+    /// in flight when the snapshot was read).
+    pending_sync: Option<String>,
+    /// Frames held back while a deferred sync is fetched.
+    held: Option<Vec<Arc<Frame>>>,
+}
+
+impl Entry {
+    fn offer(&mut self, frame: &Arc<Frame>) {
+        let seq = frame.seq();
+        if seq <= self.from_seq {
+            if seq == self.from_seq
+                && let Some(sync) = self.pending_sync.take()
+            {
+                self.sub.send_text(sync, "sync");
+            }
+            return;
+        }
+        if !self.sub.matches(frame) {
+            return;
+        }
+        match &mut self.held {
+            Some(held) => held.push(frame.clone()),
+            None => self.sub.deliver(frame, "event"),
+        }
+    }
+}
+
+#[derive(Default)]
+struct ChannelState {
+    epoch: Option<Arc<str>>,
+    published: u64,
+    history: History,
+    entries: Vec<Entry>,
+}
+
+struct Channel {
+    state: Mutex<ChannelState>,
+}
+
+pub struct Hub {
+    channels: RwLock<HashMap<GroupKey, Arc<Channel>>>,
+    config: HistoryConfig,
+    budget: Budget,
+    evicting: Mutex<()>,
+}
+
+impl Hub {
+    pub fn new(config: HistoryConfig) -> Self {
+        Self {
+            channels: RwLock::default(),
+            budget: Budget::new(config.max_total_bytes),
+            evicting: Mutex::new(()),
+            config,
+        }
+    }
+
+    fn channel(&self, group: &GroupKey) -> Arc<Channel> {
+        if let Some(channel) = self.channels.read().get(group) {
+            return channel.clone();
+        }
+        self.channels
+            .write()
+            .entry(group.clone())
+            .or_insert_with(|| {
+                Arc::new(Channel {
+                    state: Mutex::default(),
+                })
+            })
+            .clone()
+    }
+
+    /// Publishes a frame to the group's subscribers. Frames of one group arrive in `seq` order.
+    pub fn publish(&self, frame: &Arc<Frame>) {
+        let channel = self.channel(&frame.group);
+        let (mut added, mut released) = (0, 0);
+        {
+            let mut state = channel.state.lock();
+            if state.epoch.as_deref() != Some(&*frame.stamp.epoch) {
+                // A new numbering (e.g. Redis lost the group's state): history of the old one
+                // can never be resumed into the new one.
+                state.epoch = Some(frame.stamp.epoch.clone());
+                released += state.history.clear();
+            }
+            state.published = frame.seq();
+            if self.config.max_events > 0 {
+                let (a, r) = state.history.push(frame.clone(), &self.config);
+                added += a;
+                released += r;
+            }
+            for entry in &mut state.entries {
+                entry.offer(frame);
+            }
+        }
+        self.budget.apply(added, released);
+        if self.budget.exceeded() {
+            self.evict_to_budget();
+        }
+    }
+
+    /// Evicts the oldest history frames across all groups until the budget has room again.
+    fn evict_to_budget(&self) {
+        let Some(_only_one) = self.evicting.try_lock() else {
+            return;
+        };
+        let channels: Vec<Arc<Channel>> = self.channels.read().values().cloned().collect();
+        let mut oldest: BinaryHeap<Reverse<(Instant, usize)>> = channels
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.state.lock().history.oldest().map(|at| Reverse((at, i))))
+            .collect();
+        while self.budget.total() > self.budget.low_water() {
+            let Some(Reverse((_, i))) = oldest.pop() else {
+                break;
+            };
+            let (released, next) = {
+                let mut state = channels[i].state.lock();
+                (state.history.evict_oldest(), state.history.oldest())
+            };
+            self.budget.apply(0, released);
+            if let Some(at) = next {
+                oldest.push(Reverse((at, i)));
+            }
+        }
+    }
+
+    /// Registers a subscription under the channel lock. See [`Start`] and [`Started`].
+    pub fn subscribe(&self, sub: &Arc<Subscription>, start: Start) -> Started {
+        let channel = self.channel(&sub.group);
+        let mut state = channel.state.lock();
+        let entry = |from_seq| Entry {
+            sub: sub.clone(),
+            from_seq,
+            pending_sync: None,
+            held: None,
+        };
+        let started = match start {
+            Start::Sync {
+                epoch,
+                seq,
+                text,
+                in_flight,
+            } => {
+                if state.epoch.as_deref() != Some(&*epoch) {
+                    // Nothing of this numbering was published here yet.
+                    state.epoch = Some(epoch);
+                    let released = state.history.clear();
+                    self.budget.apply(0, released);
+                    state.published = if in_flight { 0 } else { seq };
+                }
+                if seq >= state.published {
+                    let mut e = entry(seq);
+                    if seq > state.published && in_flight {
+                        e.pending_sync = Some(text);
+                    } else {
+                        sub.send_text(text, "sync");
+                    }
+                    state.entries.push(e);
+                    Started::Synced
+                } else {
+                    let Some(missed) = state.history.after(seq, state.published) else {
+                        return Started::Stale;
+                    };
+                    sub.send_text(text, "sync");
+                    for frame in missed.iter().filter(|f| sub.matches(f)) {
+                        sub.deliver(frame, "event");
+                    }
+                    let published = state.published;
+                    state.entries.push(entry(published));
+                    Started::Synced
+                }
+            }
+            Start::Resume(since) => {
+                let released = state.history.expire(&self.config);
+                self.budget.apply(0, released);
+                let same_epoch = state.epoch.as_deref() == Some(since.epoch.as_str());
+                let missed = if !same_epoch || self.config.max_events == 0 {
+                    None
+                } else {
+                    state.history.after(since.seq, state.published)
+                };
+                let Some(missed) = missed else {
+                    return Started::NotResumable;
+                };
+                for frame in missed.iter().filter(|f| sub.matches(f)) {
+                    sub.deliver(frame, "replay");
+                }
+                let published = state.published;
+                state.entries.push(entry(published));
+                Started::Resumed
+            }
+            Start::Deferred => {
+                let published = state.published;
+                let mut e = entry(published);
+                e.held = Some(Vec::new());
+                state.entries.push(e);
+                Started::Deferred { seq: published }
+            }
+        };
+        metrics().subscriptions.inc();
+        started
+    }
+
+    /// The epoch of the group as last seen here, if any frame or snapshot was seen.
+    pub fn epoch(&self, group: &GroupKey) -> Option<Arc<str>> {
+        self.channels
+            .read()
+            .get(group)
+            .and_then(|c| c.state.lock().epoch.clone())
+    }
+
+    /// Completes a deferred subscription: sends `sync` (if any) then the frames held meanwhile.
+    pub fn finish_deferred(&self, sub: &Arc<Subscription>, sync: Option<String>) {
+        let channel = self.channel(&sub.group);
+        let mut state = channel.state.lock();
+        let Some(entry) = state.entries.iter_mut().find(|e| e.sub.key == sub.key) else {
+            return;
+        };
+        if let Some(sync) = sync {
+            sub.send_text(sync, "sync");
+        }
+        for frame in entry.held.take().unwrap_or_default() {
+            sub.deliver(&frame, "event");
+        }
+    }
+
+    /// Removes a subscription; no frame is queued for it afterwards.
+    pub fn unsubscribe(&self, sub: &Subscription) {
+        let Some(channel) = self.channels.read().get(&sub.group).cloned() else {
+            return;
+        };
+        let mut state = channel.state.lock();
+        if let Some(i) = state.entries.iter().position(|e| e.sub.key == sub.key) {
+            state.entries.swap_remove(i);
+            metrics().subscriptions.dec();
+        }
+    }
+
+    /// Number of subscriptions on a group (for tests and diagnostics).
+    pub fn subscriber_count(&self, group: &GroupKey) -> usize {
+        self.channels
+            .read()
+            .get(group)
+            .map_or(0, |c| c.state.lock().entries.len())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,141 @@
+//! The service object: wiring of store, hub, triggers and engine, and its lifecycle.
+
+use crate::fanout::Hub;
+use crate::triggers::{self, Dispatcher, Index, Kind};
+use crate::{functions, triggers::dispatch_limits};
+use iii_stream_config::{AdapterConfig, StoreMethod, StreamConfig};
+use iii_stream_domain::Frame;
+use iii_stream_engine::Engine;
+use iii_stream_metrics::{TypeLabel, metrics};
+use iii_stream_store::{EventSink, KvStore, Store, StoreError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Timeouts of the calls the service makes into workers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    pub(crate) auth: Duration,
+    pub(crate) join: Duration,
+    pub(crate) leave: Duration,
+    pub(crate) condition: Duration,
+    pub(crate) provider: Duration,
+}
+
+pub struct StreamService {
+    pub(crate) engine: Engine,
+    pub(crate) store: Store,
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) index: Arc<Index>,
+    pub(crate) timeouts: Timeouts,
+    pub(crate) config: StreamConfig,
+    /// Function calls running right now; shutdown lets them finish.
+    pub(crate) in_flight: AtomicUsize,
+}
+
+/// Committed frames go to subscribers, and, when committed here, to `stream` triggers.
+struct Sink {
+    hub: Arc<Hub>,
+    dispatcher: Arc<Dispatcher>,
+}
+
+impl EventSink for Sink {
+    fn publish(&self, frame: &Arc<Frame>, local: bool) {
+        self.hub.publish(frame);
+        if local {
+            metrics()
+                .events
+                .get_or_create(&TypeLabel {
+                    r#type: frame.event_type.as_str(),
+                })
+                .inc();
+            self.dispatcher.dispatch(frame);
+        }
+    }
+}
+
+impl StreamService {
+    /// Opens the configured store and registers the functions and trigger types with `engine`.
+    /// Must run inside the Tokio runtime that will serve the service.
+    pub async fn open(engine: Engine, config: StreamConfig) -> Result<Arc<Self>, OpenError> {
+        let hub = Arc::new(Hub::new(config.history.clone()));
+        let index = Arc::new(Index::default());
+        let dispatcher = Dispatcher::new(
+            engine.clone(),
+            index.clone(),
+            config.triggers.max_concurrency,
+            dispatch_limits(&config),
+        );
+        let sink: Arc<dyn EventSink> = Arc::new(Sink {
+            hub: hub.clone(),
+            dispatcher,
+        });
+        let store = match &config.adapter {
+            AdapterConfig::Kv {
+                store_method: StoreMethod::InMemory,
+                ..
+            } => Store::Kv(KvStore::in_memory(sink)),
+            AdapterConfig::Kv {
+                store_method: StoreMethod::FileBased,
+                file_path,
+            } => Store::Kv(KvStore::open(file_path, sink)?),
+            AdapterConfig::Redis { .. } => {
+                return Err(StoreError::Backend(
+                    "the redis adapter is not available in this build".into(),
+                )
+                .into());
+            }
+        };
+        let t = &config.timeouts;
+        let service = Arc::new(Self {
+            engine: engine.clone(),
+            store,
+            hub,
+            index: index.clone(),
+            timeouts: Timeouts {
+                auth: Duration::from_millis(t.auth_ms),
+                join: Duration::from_millis(t.join_ms),
+                leave: Duration::from_millis(t.leave_ms),
+                condition: Duration::from_millis(t.condition_ms),
+                provider: Duration::from_millis(t.provider_ms),
+            },
+            config,
+            in_flight: AtomicUsize::new(0),
+        });
+        functions::register(&engine, &service);
+        for name in [triggers::STREAM, triggers::JOIN, triggers::LEAVE] {
+            let kind = Kind {
+                index: index.clone(),
+                name,
+            };
+            engine.register_trigger_type(name, Arc::new(kind));
+        }
+        Ok(service)
+    }
+
+    /// `Err(reason)` when the service cannot serve (store failed or unreachable).
+    pub fn health(&self) -> Result<(), String> {
+        self.store.health()
+    }
+
+    pub fn config(&self) -> &StreamConfig {
+        &self.config
+    }
+
+    /// Function calls still running.
+    pub fn calls_in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Flushes and closes the store.
+    pub async fn close(&self) {
+        self.store.close().await;
+    }
+}

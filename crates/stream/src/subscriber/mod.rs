@@ -1,0 +1,10 @@
+//! The subscriber side of the stream port, independent of the transport: handshake
+//! authentication and the join/leave sessions of connections.
+
+mod auth;
+mod frames;
+mod gate;
+mod session;
+
+pub use auth::{AuthDecision, HandshakeRequest};
+pub use session::Session;

@@ -1,0 +1,274 @@
+//! One subscriber connection's subscriptions: the join pipeline (stream.md §8.4), leave, and the
+//! end of the connection.
+
+use super::frames;
+use super::gate::Lifecycle;
+use crate::StreamService;
+use crate::fanout::{Outbox, Start, Started, Subscription};
+use crate::functions::{Function, provider_id};
+use iii_stream_domain::names::is_valid_name;
+use iii_stream_domain::{GroupKey, Stamp};
+use iii_stream_engine::CallOptions;
+use iii_stream_metrics::{OutcomeLabel, metrics};
+use iii_stream_protocol::RawValue;
+use iii_stream_protocol::frame::RejectReason;
+use iii_stream_protocol::subscriber::{ClientMessage, Join, decode_client_message};
+use iii_stream_store::SnapshotData;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// How many times a join retries a snapshot that publication overtook.
+const SNAPSHOT_ATTEMPTS: usize = 3;
+
+pub struct Session {
+    service: Arc<StreamService>,
+    outbox: Arc<Outbox>,
+    /// The auth function's `context`, `null` when there is none.
+    context: Box<RawValue>,
+    subscriptions: Mutex<HashMap<Arc<str>, Arc<Subscription>>>,
+}
+
+impl StreamService {
+    /// A session for a connection whose frames go to `outbox`.
+    pub fn session(self: &Arc<Self>, context: Option<Arc<RawValue>>, outbox: Arc<Outbox>) -> Session {
+        Session {
+            service: self.clone(),
+            outbox,
+            context: context.map_or_else(|| RawValue::NULL.to_owned(), |c| (*c).to_owned()),
+            subscriptions: Mutex::default(),
+        }
+    }
+}
+
+impl Session {
+    /// Handles one inbound message; anything that is not a valid join or leave is ignored.
+    pub async fn handle_message(&self, text: &str) {
+        match decode_client_message(text) {
+            Some(ClientMessage::Join(join)) => self.join(join).await,
+            Some(ClientMessage::Leave { subscription_id }) => self.leave(&subscription_id),
+            None => tracing::debug!("ignoring an invalid subscriber message"),
+        }
+    }
+
+    pub async fn join(&self, join: Join) {
+        if join.subscription_id.is_empty() {
+            return;
+        }
+        let reject = |reason| {
+            self.outbox.push(crate::fanout::Outgoing::Text(frames::unauthorized(
+                &join.stream_name,
+                &join.group_id,
+                join.item_id.as_deref(),
+                &join.subscription_id,
+                reason,
+            )));
+            metrics().frame_sent("unauthorized");
+            metrics()
+                .joins
+                .get_or_create(&OutcomeLabel {
+                    outcome: "rejected",
+                })
+                .inc();
+        };
+        let names_ok = is_valid_name(&join.stream_name)
+            && is_valid_name(&join.group_id)
+            && join.item_id.as_deref().is_none_or(is_valid_name)
+            && is_valid_name(&join.subscription_id);
+        if !names_ok {
+            return reject(RejectReason::InvalidName);
+        }
+        let id: Arc<str> = join.subscription_id.as_str().into();
+        let replaced = self.subscriptions.lock().remove(&id);
+        if let Some(old) = replaced {
+            self.end(&old);
+        }
+        let limit = self.service.config.limits.max_subscriptions_per_connection;
+        if self.subscriptions.lock().len() >= limit {
+            return reject(RejectReason::SubscriptionLimit);
+        }
+        let payload = Lifecycle {
+            subscription_id: &join.subscription_id,
+            stream_name: &join.stream_name,
+            group_id: &join.group_id,
+            id: join.item_id.as_deref(),
+            context: &self.context,
+        };
+        if let Err(reason) = self.service.gate(&payload).await {
+            return reject(reason);
+        }
+        if self.outbox.closed().is_some() {
+            return; // the connection ended while the handlers ran
+        }
+        let group = GroupKey::new(join.stream_name.as_str(), join.group_id.as_str());
+        let sub = Subscription::new(
+            id.clone(),
+            group,
+            join.item_id.as_deref().map(Arc::from),
+            self.outbox.clone(),
+        );
+        metrics()
+            .joins
+            .get_or_create(&OutcomeLabel {
+                outcome: "admitted",
+            })
+            .inc();
+        if let Some(since) = join.since {
+            let started = self.service.hub.subscribe(&sub, Start::Resume(since));
+            let outcome = if started == Started::Resumed {
+                "replayed"
+            } else {
+                "resynced"
+            };
+            metrics().resumes.get_or_create(&OutcomeLabel { outcome }).inc();
+            if started == Started::Resumed {
+                self.subscriptions.lock().insert(id, sub);
+                return;
+            }
+        }
+        self.admit(sub).await;
+    }
+
+    /// Registers a subscription with a sync, atomically with the group's sequencer.
+    async fn admit(&self, sub: Arc<Subscription>) {
+        let service = &self.service;
+        let function = if sub.item.is_some() {
+            Function::Get
+        } else {
+            Function::List
+        };
+        let provider = provider_id(function, &sub.group.stream);
+        if service.engine.has_worker_function(&provider) {
+            return self.admit_through_provider(sub, &provider).await;
+        }
+        let in_flight = service.store.publishes_in_flight();
+        for _ in 0..SNAPSHOT_ATTEMPTS {
+            let started = service
+                .store
+                .snapshot(&sub.group, sub.item.as_deref(), |snapshot| {
+                    let data = sync_data(&snapshot.data);
+                    let text = frames::sync(
+                        &sub.group,
+                        sub.item.as_deref(),
+                        &snapshot.stamp,
+                        &data,
+                        &sub.id,
+                    );
+                    let started = service.hub.subscribe(
+                        &sub,
+                        Start::Sync {
+                            epoch: snapshot.stamp.epoch.clone(),
+                            seq: snapshot.stamp.seq,
+                            text,
+                            in_flight,
+                        },
+                    );
+                    if started != Started::Stale {
+                        self.subscriptions.lock().insert(sub.id.clone(), sub.clone());
+                    }
+                    started
+                })
+                .await;
+            match started {
+                Ok(Started::Stale) => continue,
+                Ok(_) => return,
+                Err(error) => {
+                    tracing::warn!(%error, group = ?sub.group, "join snapshot failed; subscribing without sync");
+                    break;
+                }
+            }
+        }
+        // No usable snapshot: the subscription still receives live frames, as in the original.
+        service.hub.subscribe(&sub, Start::Deferred);
+        self.subscriptions.lock().insert(sub.id.clone(), sub.clone());
+        service.hub.finish_deferred(&sub, None);
+    }
+
+    /// Provider-backed streams: the sync comes from the provider, so it cannot be atomic with
+    /// the sequencer; live frames are held while it is fetched and sent after it (applying them
+    /// again is harmless: events carry full values).
+    async fn admit_through_provider(&self, sub: Arc<Subscription>, provider: &str) {
+        let service = &self.service;
+        let stamp = service
+            .store
+            .snapshot(&sub.group, None, |snapshot| {
+                let started = service.hub.subscribe(&sub, Start::Deferred);
+                self.subscriptions.lock().insert(sub.id.clone(), sub.clone());
+                let seq = match started {
+                    Started::Deferred { seq } => seq,
+                    _ => snapshot.stamp.seq,
+                };
+                Stamp { seq, ..snapshot.stamp }
+            })
+            .await;
+        let Ok(stamp) = stamp else {
+            service.hub.finish_deferred(&sub, None);
+            return;
+        };
+        let input = match &sub.item {
+            Some(item) => serde_json::json!({
+                "stream_name": &*sub.group.stream, "group_id": &*sub.group.group, "item_id": &**item,
+            }),
+            None => serde_json::json!({
+                "stream_name": &*sub.group.stream, "group_id": &*sub.group.group,
+            }),
+        };
+        let Ok(input) = serde_json::value::to_raw_value(&input) else {
+            return;
+        };
+        let options = CallOptions::with_timeout(service.timeouts.provider);
+        let outcome = service.engine.invoke(provider, &input, options).await;
+        let outcome = crate::calls::observe(crate::calls::Call::Provider, provider, outcome);
+        let sync = match outcome {
+            Ok(value) => {
+                let data = value.unwrap_or_else(|| RawValue::NULL.to_owned());
+                Some(frames::sync(&sub.group, sub.item.as_deref(), &stamp, &data, &sub.id))
+            }
+            Err(_) => None,
+        };
+        service.hub.finish_deferred(&sub, sync);
+    }
+
+    /// Ends the subscription with this id, if any; its leave handlers fire.
+    pub fn leave(&self, subscription_id: &str) {
+        let sub = self.subscriptions.lock().remove(subscription_id);
+        if let Some(sub) = sub {
+            self.end(&sub);
+        }
+    }
+
+    fn end(&self, sub: &Subscription) {
+        self.service.hub.unsubscribe(sub);
+        self.service.fire_leave(&Lifecycle {
+            subscription_id: &sub.id,
+            stream_name: &sub.group.stream,
+            group_id: &sub.group.group,
+            id: sub.item.as_deref(),
+            context: &self.context,
+        });
+    }
+
+    /// Ends every subscription (the connection is gone); each fires its leave handlers once.
+    pub fn close(&self) {
+        self.outbox.close();
+        let subs: Vec<_> = self.subscriptions.lock().drain().map(|(_, s)| s).collect();
+        for sub in subs {
+            self.end(&sub);
+        }
+    }
+
+    pub fn subscription_count(&self) -> usize {
+        self.subscriptions.lock().len()
+    }
+}
+
+/// The sync `data` of a snapshot: the item's value or `null`, or the array of values.
+fn sync_data(data: &SnapshotData) -> Box<RawValue> {
+    match data {
+        SnapshotData::Item(value) => value
+            .as_deref()
+            .map_or_else(|| RawValue::NULL.to_owned(), ToOwned::to_owned),
+        SnapshotData::Group(values) => serde_json::value::to_raw_value(values)
+            .unwrap_or_else(|_| RawValue::NULL.to_owned()),
+    }
+}
