@@ -65,21 +65,21 @@ describe('deserialization_error (§3.1)', () => {
 
 describe('STREAM_INVALID_NAME (§3.1, improvements j)', () => {
   const cases = [
-    ['stream::set', 'group_id', (s) => ({ stream_name: s, group_id: '', item_id: 'i', data: 1 })],
-    ['stream::set', 'stream_name', () => ({ stream_name: '', group_id: 'g', item_id: 'i', data: 1 })],
-    ['stream::set', 'item_id', (s) => ({ stream_name: s, group_id: 'g', item_id: '', data: 1 })],
-    ['stream::set', 'item_id', (s) => ({ stream_name: s, group_id: 'g', item_id: 'x'.repeat(4097), data: 1 })],
-    ['stream::set', 'stream_name', () => ({ stream_name: 's'.repeat(4097), group_id: 'g', item_id: 'i', data: 1 })],
-    ['stream::get', 'group_id', (s) => ({ stream_name: s, group_id: '', item_id: 'i' })],
-    ['stream::delete', 'item_id', (s) => ({ stream_name: s, group_id: 'g', item_id: '' })],
-    ['stream::update', 'group_id', (s) => ({ stream_name: s, group_id: '', item_id: 'i', ops: [] })],
-    ['stream::send', 'group_id', (s) => ({ stream_name: s, group_id: '', type: 't', data: 1 })],
-    ['stream::send', 'id', (s) => ({ stream_name: s, group_id: 'g', type: 't', data: 1, id: '' })],
-    ['stream::list', 'group_id', (s) => ({ stream_name: s, group_id: 'g'.repeat(4097) })],
-    ['stream::list_groups', 'stream_name', () => ({ stream_name: '' })],
+    ['stream::set', 'group_id', 'empty', (s) => ({ stream_name: s, group_id: '', item_id: 'i', data: 1 })],
+    ['stream::set', 'stream_name', 'empty', () => ({ stream_name: '', group_id: 'g', item_id: 'i', data: 1 })],
+    ['stream::set', 'item_id', 'empty', (s) => ({ stream_name: s, group_id: 'g', item_id: '', data: 1 })],
+    ['stream::set', 'item_id', '4097 bytes', (s) => ({ stream_name: s, group_id: 'g', item_id: 'x'.repeat(4097), data: 1 })],
+    ['stream::set', 'stream_name', '4097 bytes', () => ({ stream_name: 's'.repeat(4097), group_id: 'g', item_id: 'i', data: 1 })],
+    ['stream::get', 'group_id', 'empty', (s) => ({ stream_name: s, group_id: '', item_id: 'i' })],
+    ['stream::delete', 'item_id', 'empty', (s) => ({ stream_name: s, group_id: 'g', item_id: '' })],
+    ['stream::update', 'group_id', 'empty', (s) => ({ stream_name: s, group_id: '', item_id: 'i', ops: [] })],
+    ['stream::send', 'group_id', 'empty', (s) => ({ stream_name: s, group_id: '', type: 't', data: 1 })],
+    ['stream::send', 'id', 'empty', (s) => ({ stream_name: s, group_id: 'g', type: 't', data: 1, id: '' })],
+    ['stream::list', 'group_id', '4097 bytes', (s) => ({ stream_name: s, group_id: 'g'.repeat(4097) })],
+    ['stream::list_groups', 'stream_name', 'empty', () => ({ stream_name: '' })],
   ];
-  for (const [fn, field, payload] of cases) {
-    test(`${fn}: invalid ${field}`, async (t) => {
+  for (const [fn, field, how, payload] of cases) {
+    test(`${fn}: ${how} ${field}`, async (t) => {
       const w = worker(t, env.server);
       const s = uid('badname');
       const e = await callErr(w, fn, payload(s));

@@ -124,6 +124,22 @@ impl Store {
         }
     }
 
+    /// Declares local interest in a group's frames committed by other processes (Redis: subscribe
+    /// to the group's channel). Called before a join reads its snapshot or resumes; balanced by
+    /// [`Store::unwatch`] when that subscription ends.
+    pub async fn watch(&self, _group: &GroupKey) -> Result<(), StoreError> {
+        match self {
+            Self::Kv(_) => Ok(()),
+        }
+    }
+
+    /// Ends one [`Store::watch`].
+    pub fn unwatch(&self, _group: &GroupKey) {
+        match self {
+            Self::Kv(_) => {}
+        }
+    }
+
     /// Whether every frame up to a snapshot's `seq` is guaranteed to reach the sink after the
     /// snapshot was read (true for kv, whose durable writes publish in order once fsync'd).
     pub fn publishes_in_flight(&self) -> bool {

@@ -1,6 +1,7 @@
 //! Join snapshots: the data a sync frame carries and the stamp it reflects.
 
 use iii_stream_domain::{JsonText, Stamp};
+use std::sync::Arc;
 
 /// A group's or an item's state at one `seq`.
 #[derive(Debug, Clone)]
@@ -14,6 +15,6 @@ pub struct Snapshot {
 pub enum SnapshotData {
     /// An item subscription: the value, or `None` when missing.
     Item(Option<JsonText>),
-    /// A group subscription: the values in insertion order.
-    Group(Vec<JsonText>),
+    /// A group subscription: the items in insertion order.
+    Group(Vec<(Arc<str>, JsonText)>),
 }

@@ -101,6 +101,18 @@ impl Group {
             .filter_map(|item| self.items.get(item).map(|slot| slot.value.clone()))
             .collect()
     }
+
+    /// The items with their ids, in insertion order.
+    pub(crate) fn entries(&self) -> Vec<(Arc<str>, JsonText)> {
+        self.order
+            .values()
+            .filter_map(|item| {
+                self.items
+                    .get(item)
+                    .map(|slot| (item.clone(), slot.value.clone()))
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]

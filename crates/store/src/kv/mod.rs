@@ -318,7 +318,7 @@ impl KvStore {
         let group = cell.state.lock();
         let data = match item {
             Some(item) => SnapshotData::Item(group.get(item).cloned()),
-            None => SnapshotData::Group(group.values()),
+            None => SnapshotData::Group(group.entries()),
         };
         let stamp = group.sequencer.snapshot(now_ms());
         Ok(admit(Snapshot { stamp, data }))

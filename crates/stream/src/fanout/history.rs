@@ -164,7 +164,10 @@ mod tests {
         assert_eq!(seqs(h.after(5, 5).unwrap()), Vec::<u64>::new());
         assert!(h.after(1, 5).is_none(), "frame 2 was evicted");
         assert!(h.after(6, 5).is_none());
-        assert!(h.after(2, 6).is_none(), "the history must reach the published seq");
+        assert!(
+            h.after(2, 6).is_none(),
+            "the history must reach the published seq"
+        );
     }
 
     #[test]

@@ -16,10 +16,7 @@ use tokio::sync::Notify;
 #[derive(Debug)]
 pub enum Outgoing {
     /// A shared event body, completed with a subscription's `subscriptionId` tail at write time.
-    Event {
-        frame: Arc<Frame>,
-        suffix: Arc<str>,
-    },
+    Event { frame: Arc<Frame>, suffix: Arc<str> },
     /// A message built for this connection alone (sync, `unauthorized`).
     Text(String),
 }

@@ -177,7 +177,9 @@ mod tests {
     fn set_requires_data_but_accepts_null() {
         let ok: SetInput = decode(
             "stream::set",
-            Some(&raw(r#"{"stream_name":"s","group_id":"g","item_id":"i","data":null,"x":1}"#)),
+            Some(&raw(
+                r#"{"stream_name":"s","group_id":"g","item_id":"i","data":null,"x":1}"#,
+            )),
         )
         .unwrap();
         assert_eq!(ok.data.get(), "null");
@@ -187,7 +189,10 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.code, "deserialization_error");
-        assert!(err.message.starts_with("Failed to deserialize input for stream::set: "));
+        assert!(
+            err.message
+                .starts_with("Failed to deserialize input for stream::set: ")
+        );
     }
 
     #[test]

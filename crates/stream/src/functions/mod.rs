@@ -11,10 +11,6 @@ mod provider;
 pub(crate) use provider::provider_id;
 
 use crate::StreamService;
-use input::{
-    GroupInput, Item, ItemInput, Names, SendInput, SetInput, StreamInput, UpdateInput,
-    check_list_all_input, decode,
-};
 use iii_stream_domain::event::canonical_json;
 use iii_stream_domain::update::UpdateOp;
 use iii_stream_domain::{Change, GroupKey};
@@ -22,6 +18,10 @@ use iii_stream_engine::{BuiltinCall, Engine, Outcome};
 use iii_stream_metrics::metrics;
 use iii_stream_protocol::{ErrorBody, ErrorCode, RawValue};
 use iii_stream_store::StoreError;
+use input::{
+    GroupInput, Item, ItemInput, Names, SendInput, SetInput, StreamInput, UpdateInput,
+    check_list_all_input, decode,
+};
 use output::{deleted, list, raw, written};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -79,7 +79,10 @@ mod tests {
     #[test]
     fn shapes() {
         let one = RawValue::from_string("1".into()).unwrap();
-        assert_eq!(written(None, &one, None).get(), r#"{"old_value":null,"new_value":1}"#);
+        assert_eq!(
+            written(None, &one, None).get(),
+            r#"{"old_value":null,"new_value":1}"#
+        );
         assert_eq!(deleted(Some(&one)).get(), r#"{"old_value":1}"#);
         let streams = vec![(Arc::from("a:b"), vec![Arc::from("g")])];
         assert_eq!(

@@ -135,11 +135,17 @@ mod tests {
         assert!(old.is_none(), "null old_value means created");
         let err = decode_write(Function::Set, ok(r#""garbage""#)).unwrap_err();
         assert_eq!(err.code, "JSON_ERROR");
-        assert!(err.message.starts_with("Failed to convert result to value: "));
+        assert!(
+            err.message
+                .starts_with("Failed to convert result to value: ")
+        );
         let err = decode_write(Function::Set, Ok(None)).unwrap_err();
         assert_eq!(
             (err.code.as_str(), err.message.as_str()),
-            ("STREAM_SET_ERROR", "Failed to set value: Function returned no result")
+            (
+                "STREAM_SET_ERROR",
+                "Failed to set value: Function returned no result"
+            )
         );
         let err = decode_delete(
             Function::Delete,
@@ -154,6 +160,9 @@ mod tests {
 
     #[test]
     fn provider_ids() {
-        assert_eq!(provider_id(Function::ListGroups, "chat"), "stream::list_groups(chat)");
+        assert_eq!(
+            provider_id(Function::ListGroups, "chat"),
+            "stream::list_groups(chat)"
+        );
     }
 }

@@ -47,7 +47,10 @@ impl HandshakeRequest {
             let Ok(value) = std::str::from_utf8(value) else {
                 continue;
             };
-            if value.bytes().all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic()) {
+            if value
+                .bytes()
+                .all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic())
+            {
                 headers.insert(name.to_ascii_lowercase(), value);
             }
         }

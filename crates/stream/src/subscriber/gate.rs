@@ -62,10 +62,7 @@ impl StreamService {
                 Verdict::Admit
             }
         };
-        match self
-            .condition(binding, payload, Call::Condition)
-            .await
-        {
+        match self.condition(binding, payload, Call::Condition).await {
             Some(true) => {}
             Some(false) => return Verdict::Admit,
             None => return fail(),
@@ -128,11 +125,7 @@ impl StreamService {
         let service = self.clone();
         tokio::spawn(async move {
             join_all(bindings.iter().map(|binding| async {
-                if service
-                    .condition(binding, &payload, Call::Condition)
-                    .await
-                    != Some(true)
-                {
+                if service.condition(binding, &payload, Call::Condition).await != Some(true) {
                     return;
                 }
                 let outcome = service

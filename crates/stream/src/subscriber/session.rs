@@ -31,7 +31,11 @@ pub struct Session {
 
 impl StreamService {
     /// A session for a connection whose frames go to `outbox`.
-    pub fn session(self: &Arc<Self>, context: Option<Arc<RawValue>>, outbox: Arc<Outbox>) -> Session {
+    pub fn session(
+        self: &Arc<Self>,
+        context: Option<Arc<RawValue>>,
+        outbox: Arc<Outbox>,
+    ) -> Session {
         Session {
             service: self.clone(),
             outbox,
@@ -56,13 +60,14 @@ impl Session {
             return;
         }
         let reject = |reason| {
-            self.outbox.push(crate::fanout::Outgoing::Text(frames::unauthorized(
-                &join.stream_name,
-                &join.group_id,
-                join.item_id.as_deref(),
-                &join.subscription_id,
-                reason,
-            )));
+            self.outbox
+                .push(crate::fanout::Outgoing::Text(frames::unauthorized(
+                    &join.stream_name,
+                    &join.group_id,
+                    join.item_id.as_deref(),
+                    &join.subscription_id,
+                    reason,
+                )));
             metrics().frame_sent("unauthorized");
             metrics()
                 .joins
@@ -113,6 +118,10 @@ impl Session {
                 outcome: "admitted",
             })
             .inc();
+        // Balanced by `end`: every path below registers the subscription.
+        if let Err(error) = self.service.store.watch(&sub.group).await {
+            tracing::warn!(%error, group = ?sub.group, "cannot watch group; live frames from other instances may be missing");
+        }
         if let Some(since) = join.since {
             let started = self.service.hub.subscribe(&sub, Start::Resume(since));
             let outcome = if started == Started::Resumed {
@@ -120,7 +129,10 @@ impl Session {
             } else {
                 "resynced"
             };
-            metrics().resumes.get_or_create(&OutcomeLabel { outcome }).inc();
+            metrics()
+                .resumes
+                .get_or_create(&OutcomeLabel { outcome })
+                .inc();
             if started == Started::Resumed {
                 self.subscriptions.lock().insert(id, sub);
                 return;
@@ -164,7 +176,9 @@ impl Session {
                         },
                     );
                     if started != Started::Stale {
-                        self.subscriptions.lock().insert(sub.id.clone(), sub.clone());
+                        self.subscriptions
+                            .lock()
+                            .insert(sub.id.clone(), sub.clone());
                     }
                     started
                 })
@@ -180,7 +194,9 @@ impl Session {
         }
         // No usable snapshot: the subscription still receives live frames, as in the original.
         service.hub.subscribe(&sub, Start::Deferred);
-        self.subscriptions.lock().insert(sub.id.clone(), sub.clone());
+        self.subscriptions
+            .lock()
+            .insert(sub.id.clone(), sub.clone());
         service.hub.finish_deferred(&sub, None);
     }
 
@@ -193,12 +209,17 @@ impl Session {
             .store
             .snapshot(&sub.group, None, |snapshot| {
                 let started = service.hub.subscribe(&sub, Start::Deferred);
-                self.subscriptions.lock().insert(sub.id.clone(), sub.clone());
+                self.subscriptions
+                    .lock()
+                    .insert(sub.id.clone(), sub.clone());
                 let seq = match started {
                     Started::Deferred { seq } => seq,
                     _ => snapshot.stamp.seq,
                 };
-                Stamp { seq, ..snapshot.stamp }
+                Stamp {
+                    seq,
+                    ..snapshot.stamp
+                }
             })
             .await;
         let Ok(stamp) = stamp else {
@@ -222,7 +243,13 @@ impl Session {
         let sync = match outcome {
             Ok(value) => {
                 let data = value.unwrap_or_else(|| RawValue::NULL.to_owned());
-                Some(frames::sync(&sub.group, sub.item.as_deref(), &stamp, &data, &sub.id))
+                Some(frames::sync(
+                    &sub.group,
+                    sub.item.as_deref(),
+                    &stamp,
+                    &data,
+                    &sub.id,
+                ))
             }
             Err(_) => None,
         };
@@ -239,6 +266,7 @@ impl Session {
 
     fn end(&self, sub: &Subscription) {
         self.service.hub.unsubscribe(sub);
+        self.service.store.unwatch(&sub.group);
         self.service.fire_leave(&Lifecycle {
             subscription_id: &sub.id,
             stream_name: &sub.group.stream,
@@ -268,7 +296,9 @@ fn sync_data(data: &SnapshotData) -> Box<RawValue> {
         SnapshotData::Item(value) => value
             .as_deref()
             .map_or_else(|| RawValue::NULL.to_owned(), ToOwned::to_owned),
-        SnapshotData::Group(values) => serde_json::value::to_raw_value(values)
-            .unwrap_or_else(|_| RawValue::NULL.to_owned()),
+        SnapshotData::Group(items) => {
+            let values: Vec<&RawValue> = items.iter().map(|(_, v)| &**v).collect();
+            serde_json::value::to_raw_value(&values).unwrap_or_else(|_| RawValue::NULL.to_owned())
+        }
     }
 }

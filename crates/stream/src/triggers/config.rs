@@ -72,7 +72,9 @@ fn optional(map: &Map<String, Value>, key: &str, kind: &str) -> Result<Option<Ar
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.as_str().into())),
-        Some(_) => Err(format!("{kind} trigger config key '{key}' must be a string")),
+        Some(_) => Err(format!(
+            "{kind} trigger config key '{key}' must be a string"
+        )),
     }
 }
 
@@ -88,15 +90,22 @@ mod tests {
         assert!(stream_filter(&json!({"stream_name": ""})).is_err());
         assert!(stream_filter(&json!({"stream_name": 3})).is_err());
         assert!(stream_filter(&json!({"stream_name": "s", "group_id": 1})).is_err());
-        let f = stream_filter(&json!({"stream_name":"s","group_id":"","item_id":"i","x":1})).unwrap();
+        let f =
+            stream_filter(&json!({"stream_name":"s","group_id":"","item_id":"i","x":1})).unwrap();
         assert_eq!(f.group, None);
         assert!(f.matches("any", Some("i")));
-        assert!(!f.matches("any", None), "frames without id never match an item filter");
+        assert!(
+            !f.matches("any", None),
+            "frames without id never match an item filter"
+        );
     }
 
     #[test]
     fn lifecycle_configs() {
-        assert_eq!(lifecycle_filter(&Value::Null, "stream:join").unwrap(), LifecycleFilter::default());
+        assert_eq!(
+            lifecycle_filter(&Value::Null, "stream:join").unwrap(),
+            LifecycleFilter::default()
+        );
         assert!(lifecycle_filter(&json!([]), "stream:join").is_err());
         assert!(lifecycle_filter(&json!({"group_id": false}), "stream:join").is_err());
         let f = lifecycle_filter(&json!({"stream_name": "x"}), "stream:join").unwrap();

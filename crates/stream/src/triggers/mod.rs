@@ -41,8 +41,17 @@ impl Index {
     }
 
     /// The join (or leave) bindings whose filters match.
-    pub(crate) fn lifecycle(&self, kind: &str, stream: &str, group: &str) -> Vec<Arc<LifecycleBinding>> {
-        let list = if kind == JOIN { &self.join } else { &self.leave };
+    pub(crate) fn lifecycle(
+        &self,
+        kind: &str,
+        stream: &str,
+        group: &str,
+    ) -> Vec<Arc<LifecycleBinding>> {
+        let list = if kind == JOIN {
+            &self.join
+        } else {
+            &self.leave
+        };
         list.read()
             .iter()
             .filter(|b| b.filter.matches(stream, group))
@@ -64,7 +73,9 @@ impl TriggerType for Kind {
                 let filter = stream_filter(&trigger.config)?;
                 let binding = Arc::new(StreamBinding::new(trigger.clone(), filter));
                 let mut map = self.index.stream.write();
-                let list = map.entry(binding.filter.stream.clone()).or_insert_with(|| Arc::new([]));
+                let list = map
+                    .entry(binding.filter.stream.clone())
+                    .or_insert_with(|| Arc::new([]));
                 *list = list.iter().cloned().chain([binding]).collect();
             }
             kind => {
@@ -73,7 +84,11 @@ impl TriggerType for Kind {
                     trigger: trigger.clone(),
                     filter,
                 });
-                let list = if kind == JOIN { &self.index.join } else { &self.index.leave };
+                let list = if kind == JOIN {
+                    &self.index.join
+                } else {
+                    &self.index.leave
+                };
                 list.write().push(binding);
             }
         }
@@ -89,20 +104,30 @@ impl TriggerType for Kind {
                         for b in list.iter().filter(|b| b.trigger.id == trigger.id) {
                             b.retire();
                         }
-                        *list = list.iter().filter(|b| b.trigger.id != trigger.id).cloned().collect();
+                        *list = list
+                            .iter()
+                            .filter(|b| b.trigger.id != trigger.id)
+                            .cloned()
+                            .collect();
                     }
                     !list.is_empty()
                 });
             }
             kind => {
-                let list = if kind == JOIN { &self.index.join } else { &self.index.leave };
+                let list = if kind == JOIN {
+                    &self.index.join
+                } else {
+                    &self.index.leave
+                };
                 list.write().retain(|b| b.trigger.id != trigger.id);
             }
         }
     }
 }
 
-pub(crate) fn dispatch_limits(config: &iii_stream_config::StreamConfig) -> dispatch::DispatchLimits {
+pub(crate) fn dispatch_limits(
+    config: &iii_stream_config::StreamConfig,
+) -> dispatch::DispatchLimits {
     dispatch::DispatchLimits {
         trigger_timeout: std::time::Duration::from_millis(config.timeouts.trigger_ms),
         condition_timeout: std::time::Duration::from_millis(config.timeouts.condition_ms),

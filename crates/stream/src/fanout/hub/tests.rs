@@ -1,0 +1,283 @@
+use super::*;
+use iii_stream_domain::{Change, Stamp};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+fn config(max_events: usize) -> HistoryConfig {
+    HistoryConfig {
+        max_events,
+        max_age_ms: 60_000,
+        max_total_bytes: 1 << 30,
+    }
+}
+
+fn group() -> GroupKey {
+    GroupKey::new("s", "g")
+}
+
+fn frame(seq: u64, item: &str) -> Arc<Frame> {
+    frame_in(group(), "e1", seq, item)
+}
+
+fn frame_in(group: GroupKey, epoch: &str, seq: u64, item: &str) -> Arc<Frame> {
+    let data: Arc<RawValue> = Arc::from(RawValue::from_string(format!("{seq}")).unwrap());
+    Arc::new(Frame::new(
+        group,
+        Some(item.into()),
+        &Change::Update(data),
+        Stamp {
+            epoch: epoch.into(),
+            seq,
+            timestamp: seq,
+        },
+    ))
+}
+
+struct Client {
+    outbox: Arc<Outbox>,
+}
+
+impl Client {
+    fn new() -> Self {
+        Self {
+            outbox: Arc::new(Outbox::new(1000, 1 << 20)),
+        }
+    }
+
+    fn sub(&self, id: &str, item: Option<&str>) -> Arc<Subscription> {
+        Subscription::new(id.into(), group(), item.map(Arc::from), self.outbox.clone())
+    }
+
+    /// Received frames as (seq or "sync", subscriptionId).
+    fn received(&self) -> Vec<String> {
+        self.outbox
+            .take()
+            .into_iter()
+            .map(|o| {
+                let v: Value = serde_json::from_str(&o.into_text()).unwrap();
+                let what = match v["event"]["type"].as_str().unwrap() {
+                    "sync" => "sync".to_owned(),
+                    _ => v["seq"].to_string(),
+                };
+                format!("{what}@{}", v["subscriptionId"].as_str().unwrap())
+            })
+            .collect()
+    }
+}
+
+fn sync(id: &str, seq: u64, in_flight: bool) -> Start {
+    Start::Sync {
+        epoch: "e1".into(),
+        seq,
+        text: format!(r#"{{"event":{{"type":"sync"}},"seq":{seq},"subscriptionId":"{id}"}}"#),
+        in_flight,
+    }
+}
+
+#[test]
+fn sync_at_the_published_seq_then_live_frames() {
+    let hub = Hub::new(config(10));
+    let c = Client::new();
+    hub.publish(&frame(1, "a"));
+    assert_eq!(
+        hub.subscribe(&c.sub("s1", None), sync("s1", 1, true)),
+        Started::Synced
+    );
+    hub.publish(&frame(2, "a"));
+    assert_eq!(c.received(), ["sync@s1", "2@s1"]);
+}
+
+#[test]
+fn a_snapshot_ahead_of_publication_waits_for_its_last_frame() {
+    let hub = Hub::new(config(10));
+    let c = Client::new();
+    hub.publish(&frame(1, "a"));
+    // Durable writes 2 and 3 are in the snapshot but not yet published.
+    hub.subscribe(&c.sub("s1", None), sync("s1", 3, true));
+    assert!(
+        c.received().is_empty(),
+        "no sync before its changes are durable"
+    );
+    hub.publish(&frame(2, "a"));
+    hub.publish(&frame(3, "a"));
+    hub.publish(&frame(4, "a"));
+    assert_eq!(c.received(), ["sync@s1", "4@s1"]);
+}
+
+#[test]
+fn without_in_flight_guarantee_the_sync_goes_out_at_once() {
+    let hub = Hub::new(config(10));
+    let c = Client::new();
+    hub.subscribe(&c.sub("s1", None), sync("s1", 7, false));
+    hub.publish(&frame(7, "a"));
+    hub.publish(&frame(8, "a"));
+    assert_eq!(c.received(), ["sync@s1", "8@s1"]);
+}
+
+#[test]
+fn a_snapshot_behind_publication_is_caught_up_from_history_or_refused() {
+    let hub = Hub::new(config(2));
+    let c = Client::new();
+    for seq in 1..=4 {
+        hub.publish(&frame(seq, "a"));
+    }
+    assert_eq!(
+        hub.subscribe(&c.sub("s1", None), sync("s1", 2, false)),
+        Started::Synced
+    );
+    hub.publish(&frame(5, "a"));
+    assert_eq!(c.received(), ["sync@s1", "3@s1", "4@s1", "5@s1"]);
+    assert_eq!(
+        hub.subscribe(&c.sub("s2", None), sync("s2", 1, false)),
+        Started::Stale
+    );
+    assert!(c.received().is_empty());
+    assert_eq!(hub.subscriber_count(&group()), 1);
+}
+
+#[test]
+fn resume_replays_exactly_the_missed_frames() {
+    let hub = Hub::new(config(10));
+    let c = Client::new();
+    for seq in 1..=6 {
+        hub.publish(&frame(seq, if seq % 2 == 0 { "a" } else { "b" }));
+    }
+    let since = |epoch: &str, seq| {
+        Start::Resume(Since {
+            epoch: epoch.into(),
+            seq,
+        })
+    };
+    assert_eq!(
+        hub.subscribe(&c.sub("g", None), since("e1", 3)),
+        Started::Resumed
+    );
+    assert_eq!(
+        hub.subscribe(&c.sub("i", Some("a")), since("e1", 1)),
+        Started::Resumed
+    );
+    assert_eq!(
+        hub.subscribe(&c.sub("x", None), since("other", 3)),
+        Started::NotResumable
+    );
+    assert_eq!(
+        hub.subscribe(&c.sub("y", None), since("e1", 9)),
+        Started::NotResumable
+    );
+    assert_eq!(
+        hub.subscribe(&c.sub("z", None), since("e1", 6)),
+        Started::Resumed
+    );
+    hub.publish(&frame(7, "a"));
+    assert_eq!(
+        c.received(),
+        [
+            "4@g", "5@g", "6@g", "2@i", "4@i", "6@i", "7@g", "7@i", "7@z"
+        ]
+    );
+}
+
+#[test]
+fn resume_is_refused_when_history_is_disabled_or_too_short() {
+    let hub = Hub::new(config(0));
+    let c = Client::new();
+    hub.publish(&frame(1, "a"));
+    let start = Start::Resume(Since {
+        epoch: "e1".into(),
+        seq: 0,
+    });
+    assert_eq!(
+        hub.subscribe(&c.sub("s", None), start),
+        Started::NotResumable
+    );
+    let hub = Hub::new(config(2));
+    for seq in 1..=5 {
+        hub.publish(&frame(seq, "a"));
+    }
+    let start = Start::Resume(Since {
+        epoch: "e1".into(),
+        seq: 2,
+    });
+    assert_eq!(
+        hub.subscribe(&c.sub("s", None), start),
+        Started::NotResumable
+    );
+}
+
+#[test]
+fn deferred_subscriptions_hold_frames_until_their_sync() {
+    let hub = Hub::new(config(10));
+    let c = Client::new();
+    hub.publish(&frame(1, "a"));
+    let sub = c.sub("p", None);
+    assert_eq!(
+        hub.subscribe(&sub, Start::Deferred),
+        Started::Deferred { seq: 1 }
+    );
+    hub.publish(&frame(2, "a"));
+    assert!(c.received().is_empty());
+    hub.finish_deferred(
+        &sub,
+        Some(r#"{"event":{"type":"sync"},"subscriptionId":"p"}"#.into()),
+    );
+    hub.publish(&frame(3, "a"));
+    assert_eq!(c.received(), ["sync@p", "2@p", "3@p"]);
+}
+
+#[test]
+fn unsubscribed_and_other_groups_receive_nothing() {
+    let hub = Hub::new(config(10));
+    let c = Client::new();
+    let sub = c.sub("s", None);
+    hub.subscribe(&sub, sync("s", 0, true));
+    c.received();
+    hub.publish(&frame_in(GroupKey::new("s", "other"), "e9", 1, "a"));
+    hub.publish(&frame_in(GroupKey::new("s:g", ""), "e9", 1, "a"));
+    hub.unsubscribe(&sub);
+    hub.publish(&frame(1, "a"));
+    assert!(c.received().is_empty());
+    assert_eq!(hub.subscriber_count(&group()), 0);
+}
+
+#[test]
+fn the_byte_budget_evicts_the_oldest_frames_across_groups() {
+    let one = frame(1, "a").byte_len();
+    let hub = Hub::new(HistoryConfig {
+        max_events: 100,
+        max_age_ms: 60_000,
+        max_total_bytes: one * 4,
+    });
+    for seq in 1..=3 {
+        hub.publish(&frame_in(GroupKey::new("s", "old"), "e", seq, "a"));
+    }
+    for seq in 1..=3 {
+        hub.publish(&frame_in(GroupKey::new("s", "new"), "e", seq, "a"));
+    }
+    assert!(hub.budget.total() <= one * 4);
+    let c = Client::new();
+    let resume = |group: &str, seq| {
+        let sub = Subscription::new(
+            "r".into(),
+            GroupKey::new("s", group),
+            None,
+            c.outbox.clone(),
+        );
+        hub.subscribe(
+            &sub,
+            Start::Resume(Since {
+                epoch: "e".into(),
+                seq,
+            }),
+        )
+    };
+    assert_eq!(
+        resume("old", 0),
+        Started::NotResumable,
+        "oldest frames went first"
+    );
+    assert_eq!(
+        resume("new", 0),
+        Started::Resumed,
+        "newest frames were kept"
+    );
+}
