@@ -87,6 +87,7 @@ def make_worker(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
 
     def factory(target: ServerProcess | str, name: str | None = None, timeout_ms: int = harness.DEFAULT_CALL_TIMEOUT_MS) -> Any:
         if isinstance(target, ServerProcess):
+            target.assert_alive()  # fail fast instead of waiting 30 s for a dead server
             if target not in servers:
                 servers.append(target)
             url = target.engine_url

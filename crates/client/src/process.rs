@@ -1,0 +1,184 @@
+//! Runs the `iii-stream` binary with a generated configuration, on free ports.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// A running server. Killed when dropped.
+pub struct ServerProcess {
+    child: Option<Child>,
+    binary: PathBuf,
+    config: PathBuf,
+    pub engine_port: u16,
+    pub stream_port: u16,
+    _dir: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl ServerProcess {
+    /// Starts `binary` with `stream_config` (YAML lines of the `iii-stream` entry's `config`,
+    /// indented by 6 spaces, e.g. `"      adapter: {name: kv, config: {store_method: in_memory}}"`).
+    pub fn start(binary: &Path, stream_config: &str) -> std::io::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let (engine_port, stream_port) = (free_port(), free_port());
+        let config = dir.path().join("config.yaml");
+        let text = format!(
+            "workers:\n  - name: iii-worker-manager\n    config: {{ host: 127.0.0.1, port: {engine_port} }}\n  - name: iii-stream\n    config:\n      host: 127.0.0.1\n      port: {stream_port}\n{stream_config}\n"
+        );
+        std::fs::write(&config, text)?;
+        let mut server = Self {
+            child: None,
+            binary: binary.to_owned(),
+            config,
+            engine_port,
+            stream_port,
+            log: dir.path().join("server.log"),
+            _dir: dir,
+        };
+        server.spawn()?;
+        Ok(server)
+    }
+
+    /// A directory that lives as long as this server (for file stores).
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+
+    fn spawn(&mut self) -> std::io::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let child = Command::new(&self.binary)
+            .arg("serve")
+            .arg("--config")
+            .arg(&self.config)
+            .current_dir(self._dir.path())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        self.child = Some(child);
+        self.wait_ready(Duration::from_secs(15))
+    }
+
+    /// Waits until `/healthz` answers 200.
+    fn wait_ready(&mut self, within: Duration) -> std::io::Result<()> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                return Err(std::io::Error::other(format!(
+                    "server exited with {status} during startup:\n{}",
+                    self.log_text()
+                )));
+            }
+            if healthz(self.stream_port) == Some(200) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(std::io::Error::other(format!(
+            "server not ready:\n{}",
+            self.log_text()
+        )))
+    }
+
+    pub fn engine_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/", self.engine_port)
+    }
+
+    pub fn stream_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/", self.stream_port)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends a signal (e.g. "TERM", "KILL") to the server.
+    pub fn signal(&self, signal: &str) -> std::io::Result<()> {
+        let pid = self
+            .pid()
+            .ok_or_else(|| std::io::Error::other("not running"))?;
+        Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .map(drop)
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut()?.try_wait().ok()? {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// Kills (SIGKILL) and starts the server again with the same configuration.
+    pub fn restart(&mut self) -> std::io::Result<()> {
+        self.kill();
+        self.spawn()
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Everything the server logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `GET /healthz` status code.
+    pub fn healthz(&self) -> Option<u16> {
+        healthz(self.stream_port)
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A minimal HTTP/1.1 GET, returning the status and body.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    socket.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        socket,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    socket.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((status, body))
+}
+
+fn healthz(port: u16) -> Option<u16> {
+    http_get(port, "/healthz").map(|(status, _)| status)
+}
