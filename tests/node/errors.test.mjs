@@ -19,6 +19,9 @@ describe('deserialization_error (§3.1)', () => {
     ['stream::set', 'array payload', (s) => [s, 'g', 'i', 1]],
     ['stream::get', 'item_id: 5', (s) => ({ stream_name: s, group_id: 'g', item_id: 5 })],
     ['stream::get', 'null payload', () => null],
+    // §3.1: "The payload must be a JSON object" (only list_all also takes an array, §3.9)
+    ['stream::get', 'array payload', (s) => [s, 'g', 'i']],
+    ['stream::update', 'array payload', (s) => [s, 'g', 'i', []]],
     ['stream::get', 'missing stream_name', () => ({ group_id: 'g', item_id: 'i' })],
     ['stream::delete', 'item_id: true', (s) => ({ stream_name: s, group_id: 'g', item_id: true })],
     ['stream::delete', 'null payload', () => null],

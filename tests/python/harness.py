@@ -295,6 +295,7 @@ class ServerProcess:
         env = dict(os.environ)
         env.setdefault("RUST_LOG", "info")
         env.setdefault("RUST_BACKTRACE", "1")
+        env.setdefault("NO_COLOR", "1")
         self._log_file = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [str(binary), "serve", "--config", str(self.config_path)],

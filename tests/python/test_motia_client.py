@@ -30,6 +30,16 @@ async def async_wait_for(pred, timeout: float = 5.0, interval: float = 0.01, mes
         await asyncio.sleep(interval)
 
 
+async def close_client(client) -> None:
+    """``close()`` schedules a ``leave`` per subscription and then ``disconnect()``; let them run
+    (bounded poll on the client's socket) before making sure the socket is closed."""
+    client.close()
+    deadline = time.monotonic() + 2
+    while client._ws is not None and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    await client.disconnect()
+
+
 async def write(worker, function_id, payload):
     return await asyncio.to_thread(call, worker, function_id, payload)
 
@@ -104,10 +114,8 @@ def test_group_and_item_subscriptions(server, worker):
             await async_wait_for(lambda: item.get_state() is None, message=lambda: repr(item.get_state()))
             assert item_events == [{"n": 1}] and group_events == [{"n": 1}, {"n": 2}]
         finally:
-            group_client.close()
-            item_client.close()
-            await group_client.disconnect()
-            await item_client.disconnect()
+            await close_client(group_client)
+            await close_client(item_client)
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
 
@@ -134,7 +142,6 @@ def test_subscribe_to_unknown_group_and_item(server, worker):
             await async_wait_for(lambda: group.get_state() == [{"id": "nothing"}], message=lambda: repr(group.get_state()))
             await async_wait_for(lambda: item.get_state() == {"id": "nothing"}, message=lambda: repr(item.get_state()))
         finally:
-            client.close()
-            await client.disconnect()
+            await close_client(client)
 
     asyncio.run(asyncio.wait_for(scenario(), 30))

@@ -88,14 +88,18 @@ def test_void_calls_and_bad_messages_get_no_reply(raw):
     raw.expect_silence(0.3)
 
 
-def test_binary_json_message_and_json_ping(raw):
+def test_binary_json_message_and_websocket_ping(raw):
     s = unique("rawbin")
     iid = str(uuid.uuid4())
     raw.send(json.dumps({"type": "invokefunction", "invocation_id": iid, "function_id": "stream::set",
                          "data": {"stream_name": s, "group_id": "g", "item_id": "b", "data": {"bin": True}}}).encode())
     reply = strip_trace(raw.recv_until(lambda m: m.get("invocation_id") == iid))
     assert reply["result"] == {"old_value": None, "new_value": {"bin": True}}
-    raw.send({"type": "ping"})
-    assert raw.recv_until(lambda m: m.get("type") == "pong") == {"type": "pong"}
     pong = raw.ws.ping(b"raw-ping")
     assert pong.wait(5), "no WebSocket Pong on the engine port"
+
+
+def test_json_ping_is_answered_with_pong(raw):
+    """worker-protocol.md §6.12 (a SHOULD in the §12 checklist)."""
+    raw.send({"type": "ping"})
+    assert raw.recv_until(lambda m: m.get("type") == "pong") == {"type": "pong"}

@@ -18,7 +18,6 @@ from harness import (
     Recorder,
     assert_stays,
     call,
-    call_error,
     round_trip,
     shutdown_worker,
     unique,

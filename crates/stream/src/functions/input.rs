@@ -12,7 +12,27 @@ pub(crate) fn decode<T: DeserializeOwned>(
     function_id: &str,
     data: Option<&RawValue>,
 ) -> Result<T, ErrorBody> {
-    iii_stream_protocol::engine::decode_payload(data).map_err(|e| {
+    let failed = |detail: &dyn std::fmt::Display| {
+        ErrorBody::new(
+            ErrorCode::DeserializationError,
+            format!("Failed to deserialize input for {function_id}: {detail}"),
+        )
+    };
+    // serde would also accept a positional array for a struct; the contract is an object.
+    if let Some(raw) = data
+        && raw.get().starts_with('[')
+    {
+        return Err(failed(&"invalid type: sequence, expected an object"));
+    }
+    iii_stream_protocol::engine::decode_payload(data).map_err(|e| failed(&e))
+}
+
+/// Decodes one field of an already decoded payload (e.g. `stream::update`'s `ops`).
+pub(crate) fn decode_field<T: DeserializeOwned>(
+    function_id: &str,
+    raw: &RawValue,
+) -> Result<T, ErrorBody> {
+    serde_json::from_str(raw.get()).map_err(|e| {
         ErrorBody::new(
             ErrorCode::DeserializationError,
             format!("Failed to deserialize input for {function_id}: {e}"),
@@ -204,6 +224,12 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.code, "deserialization_error");
         assert!(decode::<ItemInput>("stream::get", None).is_err());
+    }
+
+    #[test]
+    fn positional_arrays_are_not_objects() {
+        let err = decode::<ItemInput>("stream::get", Some(&raw(r#"["s","g","i"]"#))).unwrap_err();
+        assert_eq!(err.code, "deserialization_error");
     }
 
     #[test]

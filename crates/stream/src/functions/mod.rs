@@ -20,7 +20,7 @@ use iii_stream_protocol::{ErrorBody, ErrorCode, RawValue};
 use iii_stream_store::StoreError;
 use input::{
     GroupInput, Item, ItemInput, Names, SendInput, SetInput, StreamInput, UpdateInput,
-    check_list_all_input, decode,
+    check_list_all_input, decode, decode_field,
 };
 use output::{deleted, list, raw, written};
 use std::sync::Arc;
@@ -224,7 +224,7 @@ impl StreamService {
 
     async fn update(&self, input: UpdateInput) -> Outcome {
         let function = Function::Update;
-        let ops: Vec<UpdateOp> = decode(function.id(), Some(&input.ops))?;
+        let ops: Vec<UpdateOp> = decode_field(function.id(), &input.ops)?;
         if let Some(result) = self.provide(function, &input.stream_name, &input).await {
             let (old, new, errors) = provider::decode_update(function, result)?;
             let change = Change::upsert(old.is_some(), new.clone());

@@ -50,12 +50,17 @@ fn result_of(function: Function, outcome: Outcome) -> Result<Box<RawValue>, Erro
 }
 
 fn convert<T: for<'de> Deserialize<'de>>(result: &RawValue) -> Result<T, ErrorBody> {
-    serde_json::from_str(result.get()).map_err(|e| {
+    let failed = |detail: &dyn std::fmt::Display| {
         ErrorBody::new(
             ErrorCode::JsonError,
-            format!("Failed to convert result to value: {e}"),
+            format!("Failed to convert result to value: {detail}"),
         )
-    })
+    };
+    // serde would also accept a positional array for a struct; the contract is an object.
+    if !result.get().starts_with('{') {
+        return Err(failed(&"expected an object"));
+    }
+    serde_json::from_str(result.get()).map_err(|e| failed(&e))
 }
 
 /// A present, non-`null` `old_value` means the item existed.
