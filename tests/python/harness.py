@@ -379,6 +379,12 @@ class ServerProcess:
             LIVE_SERVERS.remove(self)
 
     def cleanup_files(self) -> None:
+        # E2E_SERVER_LOG_DIR=<dir> keeps every server's output (e.g. to inspect warnings of a green run).
+        keep = os.environ.get("E2E_SERVER_LOG_DIR")
+        if keep:
+            Path(keep).mkdir(parents=True, exist_ok=True)
+            safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.label)
+            shutil.copyfile(self.log_path, Path(keep) / f"{safe}-{self.stream_port}.log")
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
