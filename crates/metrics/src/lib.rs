@@ -80,7 +80,49 @@ impl Metrics {
             history_bytes: Gauge::default(),
             redis_reconnects: Counter::default(),
         };
-        m.register()
+        m.register().with_known_series()
+    }
+
+    /// Creates every series whose labels are known up front, so a scrape shows them at zero
+    /// instead of omitting them until first use.
+    fn with_known_series(self) -> Self {
+        for outcome in ["ok", "error"] {
+            for function in [
+                "stream::set",
+                "stream::get",
+                "stream::delete",
+                "stream::update",
+                "stream::send",
+                "stream::list",
+                "stream::list_groups",
+                "stream::list_all",
+            ] {
+                self.function_calls
+                    .get_or_create(&FunctionLabels { function, outcome });
+            }
+        }
+        for r#type in ["create", "update", "delete", "event"] {
+            self.events.get_or_create(&TypeLabel { r#type });
+        }
+        for kind in ["sync", "event", "replay", "unauthorized"] {
+            self.frames_sent.get_or_create(&KindLabel { kind });
+        }
+        for outcome in ["upgraded", "unauthorized", "over_limit", "bad_request"] {
+            self.handshakes.get_or_create(&OutcomeLabel { outcome });
+        }
+        for outcome in ["admitted", "rejected"] {
+            self.joins.get_or_create(&OutcomeLabel { outcome });
+        }
+        for outcome in ["replayed", "resynced"] {
+            self.resumes.get_or_create(&OutcomeLabel { outcome });
+        }
+        for kind in ["auth", "join", "leave", "condition", "trigger", "provider"] {
+            for outcome in ["ok", "error", "timeout", "dropped"] {
+                self.server_calls
+                    .get_or_create(&ServerCallLabels { kind, outcome });
+            }
+        }
+        self
     }
 
     fn register(mut self) -> Self {

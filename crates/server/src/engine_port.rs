@@ -54,18 +54,27 @@ const TELEMETRY_PREFIXES: [&[u8]; 3] = [b"OTLP", b"MTRC", b"LOGS"];
 async fn serve_worker(engine: Engine, socket: WebSocket) {
     let (connection, mut outbound) = engine.connect();
     let (mut sink, mut stream) = socket.split();
+    // Everything queued is written before one flush: one syscall for a burst of replies.
     let writer = async {
-        while let Some(message) = outbound.recv().await {
-            match message {
-                Outbound::Text(text) => {
-                    if sink.send(Message::Text(text.into())).await.is_err() {
+        while let Some(first) = outbound.recv().await {
+            let mut next = Some(first);
+            while let Some(message) = next.take() {
+                match message {
+                    Outbound::Text(text) => {
+                        if sink.feed(Message::Text(text.into())).await.is_err() {
+                            return;
+                        }
+                    }
+                    Outbound::Close => {
+                        let _ = sink.flush().await;
+                        ws::close(&mut sink, GOING_AWAY, "").await;
                         return;
                     }
                 }
-                Outbound::Close => {
-                    ws::close(&mut sink, GOING_AWAY, "").await;
-                    return;
-                }
+                next = outbound.try_recv().ok();
+            }
+            if sink.flush().await.is_err() {
+                return;
             }
         }
     };
