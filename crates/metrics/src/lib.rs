@@ -97,29 +97,33 @@ impl Metrics {
                 "stream::list_groups",
                 "stream::list_all",
             ] {
-                self.function_calls
-                    .get_or_create(&FunctionLabels { function, outcome });
+                drop(
+                    self.function_calls
+                        .get_or_create(&FunctionLabels { function, outcome }),
+                );
             }
         }
         for r#type in ["create", "update", "delete", "event"] {
-            self.events.get_or_create(&TypeLabel { r#type });
+            drop(self.events.get_or_create(&TypeLabel { r#type }));
         }
         for kind in ["sync", "event", "replay", "unauthorized"] {
-            self.frames_sent.get_or_create(&KindLabel { kind });
+            drop(self.frames_sent.get_or_create(&KindLabel { kind }));
         }
         for outcome in ["upgraded", "unauthorized", "over_limit", "bad_request"] {
-            self.handshakes.get_or_create(&OutcomeLabel { outcome });
+            drop(self.handshakes.get_or_create(&OutcomeLabel { outcome }));
         }
         for outcome in ["admitted", "rejected"] {
-            self.joins.get_or_create(&OutcomeLabel { outcome });
+            drop(self.joins.get_or_create(&OutcomeLabel { outcome }));
         }
         for outcome in ["replayed", "resynced"] {
-            self.resumes.get_or_create(&OutcomeLabel { outcome });
+            drop(self.resumes.get_or_create(&OutcomeLabel { outcome }));
         }
         for kind in ["auth", "join", "leave", "condition", "trigger", "provider"] {
             for outcome in ["ok", "error", "timeout", "dropped"] {
-                self.server_calls
-                    .get_or_create(&ServerCallLabels { kind, outcome });
+                drop(
+                    self.server_calls
+                        .get_or_create(&ServerCallLabels { kind, outcome }),
+                );
             }
         }
         self
