@@ -206,6 +206,8 @@ function appendCapped(buf, chunk) {
  * opts.stream / opts.engine / opts.workers: see buildConfig.
  * opts.rawConfig: string or ({enginePort, streamPort}) => string; replaces the generated config
  *   text entirely (for config tests). A string may use {{enginePort}} and {{streamPort}}.
+ * opts.ports: [enginePort, streamPort] to listen on instead of free ports (e.g. to restart a
+ *   server on the ports of one that was stopped).
  * opts.env: extra environment variables for the server process.
  * opts.args: CLI arguments (default ['serve', '--config', <file>]); may use {{config}}.
  * opts.waitReady: wait for /healthz (default true). With false, returns right after spawn;
