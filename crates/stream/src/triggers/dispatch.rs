@@ -11,7 +11,7 @@ use iii_stream_protocol::RawValue;
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
@@ -22,6 +22,7 @@ pub(crate) struct StreamBinding {
     pub(crate) filter: StreamFilter,
     queues: Mutex<HashMap<GroupKey, VecDeque<Arc<Frame>>>>,
     pending: AtomicUsize,
+    dropped: AtomicU64,
     /// Cleared when the binding is replaced or removed: queued frames are then dropped.
     alive: AtomicBool,
 }
@@ -41,6 +42,7 @@ impl StreamBinding {
             filter,
             queues: Mutex::default(),
             pending: AtomicUsize::new(0),
+            dropped: AtomicU64::new(0),
             alive: AtomicBool::new(true),
         }
     }
@@ -102,8 +104,13 @@ impl Dispatcher {
     fn enqueue(self: &Arc<Self>, binding: &Arc<StreamBinding>, frame: &Arc<Frame>) {
         if binding.pending.load(Ordering::Relaxed) >= self.limits.max_pending_per_trigger {
             metrics().server_call("trigger", "dropped");
-            tracing::warn!(trigger = %binding.trigger.id, function = %binding.trigger.function_id,
-                seq = frame.seq(), "trigger queue full; frame dropped");
+            // Logged at the 1st, 2nd, 4th, 8th… drop: an overloaded handler must not also flood
+            // the logs (the metric counts every drop).
+            let dropped = binding.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if dropped.is_power_of_two() {
+                tracing::warn!(trigger = %binding.trigger.id, function = %binding.trigger.function_id,
+                    seq = frame.seq(), dropped, "trigger queue full; frames dropped");
+            }
             return;
         }
         binding.pending.fetch_add(1, Ordering::Relaxed);
