@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Waker};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -288,7 +288,7 @@ impl Drop for WorkerConnection {
 fn run_eagerly(future: impl Future<Output = ()> + Send + 'static) {
     let mut future = Box::pin(future);
     let mut cx = Context::from_waker(Waker::noop());
-    if let Poll::Pending = future.as_mut().poll(&mut cx) {
+    if future.as_mut().poll(&mut cx).is_pending() {
         tokio::spawn(future);
     }
 }

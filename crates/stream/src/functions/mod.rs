@@ -226,11 +226,12 @@ impl StreamService {
         let function = Function::Update;
         let ops: Vec<UpdateOp> = decode_field(function.id(), &input.ops)?;
         if let Some(result) = self.provide(function, &input.stream_name, &input).await {
-            let (old, new, errors) = provider::decode_update(function, result)?;
-            let change = Change::upsert(old.is_some(), new.clone());
+            let update = provider::decode_update(function, result)?;
+            let change = Change::upsert(update.old.is_some(), update.new.clone());
             self.emit_provided(function, &input.key().group, Some(&input.item_id), change)
                 .await?;
-            return Ok(Some(written(old.as_deref(), &new, errors.as_deref())));
+            let errors = update.errors.as_deref();
+            return Ok(Some(written(update.old.as_deref(), &update.new, errors)));
         }
         let updated = self
             .store

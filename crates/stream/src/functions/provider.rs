@@ -97,11 +97,19 @@ pub(crate) fn decode_delete(
     Ok(existing(delete.old_value))
 }
 
+/// A provider's update result, normalised.
+pub(crate) struct ProvidedUpdate {
+    pub(crate) old: Option<JsonText>,
+    pub(crate) new: JsonText,
+    /// `None` when the provider reported no errors.
+    pub(crate) errors: Option<Box<RawValue>>,
+}
+
 /// `{"old_value"?, "new_value", "errors"?}` of an update; empty `errors` become absent.
 pub(crate) fn decode_update(
     function: Function,
     outcome: Outcome,
-) -> Result<(Option<JsonText>, JsonText, Option<Box<RawValue>>), ErrorBody> {
+) -> Result<ProvidedUpdate, ErrorBody> {
     #[derive(Deserialize)]
     struct Update {
         #[serde(default)]
@@ -115,11 +123,11 @@ pub(crate) fn decode_update(
         .errors
         .filter(|e| !e.is_empty())
         .and_then(|e| serde_json::value::to_raw_value(&e).ok());
-    Ok((
-        existing(update.old_value),
-        canonical_json(&update.new_value),
+    Ok(ProvidedUpdate {
+        old: existing(update.old_value),
+        new: canonical_json(&update.new_value),
         errors,
-    ))
+    })
 }
 
 #[cfg(test)]

@@ -25,18 +25,21 @@ pub(crate) struct LifecycleBinding {
     pub(crate) filter: LifecycleFilter,
 }
 
+/// The `stream` bindings of one stream.
+pub(crate) type StreamBindings = Arc<[Arc<StreamBinding>]>;
+
 /// Every binding of the three types, indexed for the lookups the service makes.
 #[derive(Default)]
 pub(crate) struct Index {
     /// `stream` bindings by stream name; each list is replaced, never mutated, so dispatch can
     /// hold it without a lock.
-    stream: RwLock<HashMap<Arc<str>, Arc<[Arc<StreamBinding>]>>>,
+    stream: RwLock<HashMap<Arc<str>, StreamBindings>>,
     join: RwLock<Vec<Arc<LifecycleBinding>>>,
     leave: RwLock<Vec<Arc<LifecycleBinding>>>,
 }
 
 impl Index {
-    pub(crate) fn stream_bindings(&self, stream: &str) -> Option<Arc<[Arc<StreamBinding>]>> {
+    pub(crate) fn stream_bindings(&self, stream: &str) -> Option<StreamBindings> {
         self.stream.read().get(stream).cloned()
     }
 
