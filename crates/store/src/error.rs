@@ -9,6 +9,10 @@ pub enum StoreError {
     /// memory and disk may disagree.
     #[error("store unavailable: {0}")]
     Failed(String),
+    /// The store could not be opened at startup (locked, unreadable or corrupt). The text names
+    /// the path and the cause.
+    #[error("{0}")]
+    Open(String),
     /// The store is closed (shutdown in progress).
     #[error("store is closed")]
     Closed,

@@ -1,13 +1,17 @@
 //! The `kv` adapter: every group's state lives in process memory; with `file_based` each change
-//! is also written to a durable log on disk, and acknowledged and published only once it is there.
+//! is also written to a redb database on disk, and acknowledged and published only once it is
+//! durable there (see docs/storage.md).
 //!
 //! Each group has one lock. A write takes it, applies the change, numbers it with the group's
 //! sequencer and hands the frame on (in memory: straight to the sink; durable: to the log, whose
 //! committer publishes after the fsync), all before releasing it. So `seq` order, storage order
 //! and publication order are one and the same.
 
+mod disk;
 mod group;
+mod keys;
 mod log;
+mod watermark;
 
 use crate::clock::{new_epoch, now_ms};
 use crate::{Deleted, EventSink, Snapshot, SnapshotData, StoreError, Updated, Written};
@@ -16,7 +20,7 @@ use iii_stream_domain::event::canonical_json;
 use iii_stream_domain::update::{UpdateOp, apply_ops};
 use iii_stream_domain::{Change, Frame, GroupKey, ItemKey, JsonText, Sequencer};
 use iii_stream_metrics::metrics;
-pub(crate) use log::{DurableLog, Mutation, Record};
+pub(crate) use log::{DurableLog, LoadedGroup, Mutation, Record};
 use parking_lot::RwLock;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -46,11 +50,29 @@ impl KvStore {
     /// acknowledged. Fails if the directory is locked by another process or cannot be read.
     pub fn open(dir: &Path, sink: Arc<dyn EventSink>) -> Result<Self, StoreError> {
         let (log, loaded) = DurableLog::open(dir, sink.clone())?;
+        Self::with_log(dir, log, loaded, sink)
+    }
+
+    /// Builds the in-memory state from what `log` loaded from `dir`.
+    fn with_log(
+        dir: &Path,
+        log: DurableLog,
+        loaded: Vec<LoadedGroup>,
+        sink: Arc<dyn EventSink>,
+    ) -> Result<Self, StoreError> {
         let mut streams = Groups::new();
         for group in loaded {
             // Sequencer state is not persisted: every group starts a new epoch after a restart.
             let mut state = Group::new(group.key.clone(), Sequencer::new(new_epoch()));
             for (order, item, value) in group.items {
+                if state.get(&item).is_some() {
+                    // Two positions for one item: the disk holds something no write produced.
+                    return Err(StoreError::Open(format!(
+                        "store file {} is corrupt: item {item:?} of {:?} is stored twice",
+                        dir.join(disk::DB_FILE).display(),
+                        group.key
+                    )));
+                }
                 state.restore(order, item, value);
             }
             streams
@@ -203,12 +225,14 @@ impl KvStore {
         let (deleted, lsn) = {
             let mut group = cell.state.lock();
             match group.remove(&key.item) {
+                // Nothing to remove, but "missing" may be the work of a delete not yet durable:
+                // like a read, the answer waits until everything it saw is.
                 None => (
                     Deleted {
                         old: None,
                         frame: None,
                     },
-                    None,
+                    Some(group.last_lsn),
                 ),
                 Some((order, old)) => {
                     let mutation = Mutation::Remove {
@@ -278,8 +302,9 @@ impl KvStore {
         Ok(self.read(key, Group::values).await?.unwrap_or_default())
     }
 
-    pub fn list_groups(&self, stream: &str) -> Vec<Arc<str>> {
-        self.streams
+    pub async fn list_groups(&self, stream: &str) -> Result<Vec<Arc<str>>, StoreError> {
+        let groups = self
+            .streams
             .read()
             .get(stream)
             .map_or_else(Vec::new, |groups| {
@@ -288,11 +313,14 @@ impl KvStore {
                     .filter(|(_, cell)| cell.exists())
                     .map(|(name, _)| name.clone())
                     .collect()
-            })
+            });
+        self.all_durable().await?;
+        Ok(groups)
     }
 
-    pub fn list_all(&self) -> Vec<(Arc<str>, Vec<Arc<str>>)> {
-        self.streams
+    pub async fn list_all(&self) -> Result<Vec<(Arc<str>, Vec<Arc<str>>)>, StoreError> {
+        let all = self
+            .streams
             .read()
             .iter()
             .filter_map(|(stream, groups)| {
@@ -303,7 +331,17 @@ impl KvStore {
                     .collect();
                 (!existing.is_empty()).then(|| (stream.clone(), existing))
             })
-            .collect()
+            .collect();
+        self.all_durable().await?;
+        Ok(all)
+    }
+
+    /// Waits until every change appended so far is durable. Called after reading a listing: a
+    /// group's item count changes only after its write was appended, so this covers everything
+    /// the listing saw.
+    async fn all_durable(&self) -> Result<(), StoreError> {
+        self.durable(self.log.as_ref().map(DurableLog::appended))
+            .await
     }
 
     pub async fn snapshot<R>(
@@ -335,5 +373,7 @@ impl KvStore {
     }
 }
 
+#[cfg(test)]
+mod durable_tests;
 #[cfg(test)]
 mod tests;

@@ -1,10 +1,12 @@
+//! The in-memory kv store, and helpers shared with the durable store's tests.
+
 use super::*;
 use iii_stream_domain::EventType;
 use parking_lot::Mutex;
 use serde_json::value::RawValue;
 
 #[derive(Default)]
-struct Recorder(Mutex<Vec<Arc<Frame>>>);
+pub(super) struct Recorder(pub(super) Mutex<Vec<Arc<Frame>>>);
 
 impl EventSink for Recorder {
     fn publish(&self, frame: &Arc<Frame>, local: bool) {
@@ -13,7 +15,7 @@ impl EventSink for Recorder {
     }
 }
 
-fn text(s: &str) -> JsonText {
+pub(super) fn text(s: &str) -> JsonText {
     Arc::from(RawValue::from_string(s.to_owned()).unwrap())
 }
 
@@ -22,7 +24,7 @@ fn store() -> (KvStore, Arc<Recorder>) {
     (KvStore::in_memory(rec.clone()), rec)
 }
 
-fn item(s: &str, g: &str, i: &str) -> ItemKey {
+pub(super) fn item(s: &str, g: &str, i: &str) -> ItemKey {
     ItemKey::new(GroupKey::new(s, g), i)
 }
 
@@ -62,13 +64,15 @@ async fn emptied_groups_vanish_from_listings_and_names_never_mix() {
     store.set(&item("a", "b:c", "x"), text("1")).await.unwrap();
     store.set(&item("a:b", "c", "x"), text("2")).await.unwrap();
     let names = |v: Vec<Arc<str>>| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    assert_eq!(names(store.list_groups("a")), ["b:c", "g1"]);
-    assert_eq!(names(store.list_groups("a:b")), ["c", "g2"]);
+    assert_eq!(names(store.list_groups("a").await.unwrap()), ["b:c", "g1"]);
+    assert_eq!(names(store.list_groups("a:b").await.unwrap()), ["c", "g2"]);
     store.delete(&item("a", "g1", "x")).await.unwrap();
-    assert_eq!(names(store.list_groups("a")), ["b:c"]);
+    assert_eq!(names(store.list_groups("a").await.unwrap()), ["b:c"]);
     store.delete(&item("a", "b:c", "x")).await.unwrap();
     let all: Vec<_> = store
         .list_all()
+        .await
+        .unwrap()
         .into_iter()
         .map(|(s, _)| s.to_string())
         .collect();
