@@ -9,13 +9,15 @@
 mod clock;
 mod error;
 pub mod kv;
+mod redis;
 mod sink;
 mod snapshot;
 
+pub use self::redis::{RedisOptions, RedisStore};
 pub use error::StoreError;
 pub use kv::KvStore;
 pub use sink::EventSink;
-pub use snapshot::{Snapshot, SnapshotData};
+pub use snapshot::{Replay, Snapshot, SnapshotData};
 
 use iii_stream_domain::update::{OpError, UpdateOp};
 use iii_stream_domain::{Change, Frame, GroupKey, ItemKey, JsonText};
@@ -48,24 +50,28 @@ pub struct Deleted {
 /// methods are async.
 pub enum Store {
     Kv(KvStore),
+    Redis(RedisStore),
 }
 
 impl Store {
     pub async fn set(&self, key: &ItemKey, value: JsonText) -> Result<Written, StoreError> {
         match self {
             Self::Kv(s) => s.set(key, value).await,
+            Self::Redis(s) => s.set(key, value).await,
         }
     }
 
     pub async fn update(&self, key: &ItemKey, ops: &[UpdateOp]) -> Result<Updated, StoreError> {
         match self {
             Self::Kv(s) => s.update(key, ops).await,
+            Self::Redis(s) => s.update(key, ops).await,
         }
     }
 
     pub async fn delete(&self, key: &ItemKey) -> Result<Deleted, StoreError> {
         match self {
             Self::Kv(s) => s.delete(key).await,
+            Self::Redis(s) => s.delete(key).await,
         }
     }
 
@@ -79,12 +85,14 @@ impl Store {
     ) -> Result<Arc<Frame>, StoreError> {
         match self {
             Self::Kv(s) => s.emit(group, item, change).await,
+            Self::Redis(s) => s.emit(group, item, change).await,
         }
     }
 
     pub async fn get(&self, key: &ItemKey) -> Result<Option<JsonText>, StoreError> {
         match self {
             Self::Kv(s) => s.get(key).await,
+            Self::Redis(s) => s.get(key).await,
         }
     }
 
@@ -92,20 +100,23 @@ impl Store {
     pub async fn list(&self, group: &GroupKey) -> Result<Vec<JsonText>, StoreError> {
         match self {
             Self::Kv(s) => s.list(group).await,
+            Self::Redis(s) => s.list(group).await,
         }
     }
 
     /// The existing groups of a stream, sorted by byte order.
     pub async fn list_groups(&self, stream: &str) -> Result<Vec<Arc<str>>, StoreError> {
         match self {
-            Self::Kv(s) => Ok(s.list_groups(stream)),
+            Self::Kv(s) => s.list_groups(stream).await,
+            Self::Redis(s) => s.list_groups(stream).await,
         }
     }
 
     /// Every existing stream with its groups, both sorted by byte order.
     pub async fn list_all(&self) -> Result<Vec<(Arc<str>, Vec<Arc<str>>)>, StoreError> {
         match self {
-            Self::Kv(s) => Ok(s.list_all()),
+            Self::Kv(s) => s.list_all().await,
+            Self::Redis(s) => s.list_all().await,
         }
     }
 
@@ -121,30 +132,60 @@ impl Store {
     ) -> Result<R, StoreError> {
         match self {
             Self::Kv(s) => s.snapshot(group, item, admit).await,
+            Self::Redis(s) => s.snapshot(group, item, admit).await,
         }
     }
 
     /// Declares local interest in a group's frames committed by other processes (Redis: subscribe
     /// to the group's channel). Called before a join reads its snapshot or resumes; balanced by
     /// [`Store::unwatch`] when that subscription ends.
-    pub async fn watch(&self, _group: &GroupKey) -> Result<(), StoreError> {
+    pub async fn watch(&self, group: &GroupKey) -> Result<(), StoreError> {
         match self {
             Self::Kv(_) => Ok(()),
+            Self::Redis(s) => s.watch(group).await,
         }
     }
 
     /// Ends one [`Store::watch`].
-    pub fn unwatch(&self, _group: &GroupKey) {
+    pub fn unwatch(&self, group: &GroupKey) {
         match self {
             Self::Kv(_) => {}
+            Self::Redis(s) => s.unwatch(group),
+        }
+    }
+
+    /// Whether resumes are served from the store's own history ([`Store::replay`]) rather than
+    /// from the in-process fan-out history (kv). True for Redis, where the frames a client missed
+    /// may have been delivered by another instance.
+    pub fn keeps_history(&self) -> bool {
+        match self {
+            Self::Kv(_) => false,
+            Self::Redis(_) => true,
+        }
+    }
+
+    /// The frames of `group` after `(epoch, seq)`, read atomically with the group's current
+    /// `(epoch, seq)`, if the store's history can serve that resume (see [`Store::keeps_history`]);
+    /// `None` means "send a full sync".
+    pub async fn replay(
+        &self,
+        group: &GroupKey,
+        epoch: &str,
+        seq: u64,
+    ) -> Result<Option<Replay>, StoreError> {
+        match self {
+            Self::Kv(_) => Ok(None),
+            Self::Redis(s) => s.replay(group, epoch, seq).await,
         }
     }
 
     /// Whether every frame up to a snapshot's `seq` is guaranteed to reach the sink after the
     /// snapshot was read (true for kv, whose durable writes publish in order once fsync'd).
+    /// False for Redis: frames published before this instance subscribed never reach it.
     pub fn publishes_in_flight(&self) -> bool {
         match self {
             Self::Kv(_) => true,
+            Self::Redis(_) => false,
         }
     }
 
@@ -152,6 +193,7 @@ impl Store {
     pub fn health(&self) -> Result<(), String> {
         match self {
             Self::Kv(s) => s.health(),
+            Self::Redis(s) => s.health(),
         }
     }
 
@@ -159,6 +201,7 @@ impl Store {
     pub async fn close(&self) {
         match self {
             Self::Kv(s) => s.close().await,
+            Self::Redis(s) => s.close().await,
         }
     }
 }

@@ -1,14 +1,26 @@
 //! Where committed frames go: fan-out to subscribers and `stream` trigger dispatch.
 
-use iii_stream_domain::Frame;
+use crate::Snapshot;
+use iii_stream_domain::{Frame, GroupKey};
 use std::sync::Arc;
 
-/// Receives every frame once its change is durable, in `seq` order per group.
+/// Receives committed frames, in `seq` order per group.
 ///
 /// Implementations must not block: they are called from the commit path (under a group lock for
-/// the in-memory store, from the committer thread for the durable one).
+/// the in-memory store, from the committer thread for the durable one) and from the Redis relay
+/// task.
 pub trait EventSink: Send + Sync + 'static {
-    /// `local` is true when this process committed the change (it then owns trigger dispatch);
-    /// false for frames relayed from another process through a shared backend.
+    /// Fan-out, and when `local` also [`EventSink::committed`]. The kv store publishes each frame
+    /// it commits with `local = true`; the Redis relay publishes every frame received from
+    /// pub/sub, including this instance's own, with `local = false`.
     fn publish(&self, frame: &Arc<Frame>, local: bool);
+
+    /// A frame committed by this process whose fan-out arrives separately (Redis: through
+    /// pub/sub): `stream` trigger dispatch only. Called in `seq` order per group.
+    fn committed(&self, _frame: &Arc<Frame>) {}
+
+    /// Frames of `group` were lost in a way that cannot be repaired from history (e.g. Redis
+    /// restarted): every local subscription of the group must be sent a fresh sync from
+    /// `snapshot` (which holds every item of the group) and continue after its `seq`.
+    fn resync(&self, _group: &GroupKey, _snapshot: &Snapshot) {}
 }

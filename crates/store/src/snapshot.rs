@@ -1,4 +1,5 @@
-//! Join snapshots: the data a sync frame carries and the stamp it reflects.
+//! Where a join starts: a snapshot (the data a sync frame carries and the stamp it reflects), or
+//! a replay of missed frames.
 
 use iii_stream_domain::{JsonText, Stamp};
 use std::sync::Arc;
@@ -17,4 +18,14 @@ pub enum SnapshotData {
     Item(Option<JsonText>),
     /// A group subscription: the items in insertion order.
     Group(Vec<(Arc<str>, JsonText)>),
+}
+
+/// A resume served from a store that keeps the history itself (Redis): the frames after the
+/// client's `since` up to `seq`, which the new subscription receives instead of a sync.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    pub epoch: Arc<str>,
+    pub seq: u64,
+    /// In `seq` order, ending at `seq`.
+    pub frames: Vec<Arc<iii_stream_domain::Frame>>,
 }

@@ -1,13 +1,19 @@
 //! The service object: wiring of store, hub, triggers and engine, and its lifecycle.
 
 use crate::fanout::Hub;
+use crate::subscriber::frames;
 use crate::triggers::{self, Dispatcher, Index, Kind};
 use crate::{functions, triggers::dispatch_limits};
 use iii_stream_config::{AdapterConfig, StoreMethod, StreamConfig};
-use iii_stream_domain::Frame;
+use iii_stream_domain::{Frame, GroupKey};
 use iii_stream_engine::Engine;
 use iii_stream_metrics::{TypeLabel, metrics};
-use iii_stream_store::{EventSink, KvStore, Store, StoreError};
+use iii_stream_protocol::RawValue;
+use iii_stream_store::{
+    EventSink, KvStore, RedisOptions, RedisStore, Snapshot, SnapshotData, Store, StoreError,
+};
+use std::cell::OnceCell;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -15,7 +21,7 @@ use std::time::Duration;
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    #[error("cannot open the store: {0}")]
+    #[error("cannot open the store")]
     Store(#[from] StoreError),
 }
 
@@ -38,6 +44,8 @@ pub struct StreamService {
     pub(crate) config: StreamConfig,
     /// Function calls running right now; shutdown lets them finish.
     pub(crate) in_flight: AtomicUsize,
+    /// Leave notifications still being delivered; shutdown waits for them (bounded).
+    pub(crate) leaving: AtomicUsize,
 }
 
 /// Committed frames go to subscribers, and, when committed here, to `stream` triggers.
@@ -50,14 +58,47 @@ impl EventSink for Sink {
     fn publish(&self, frame: &Arc<Frame>, local: bool) {
         self.hub.publish(frame);
         if local {
-            metrics()
-                .events
-                .get_or_create(&TypeLabel {
-                    r#type: frame.event_type.as_str(),
-                })
-                .inc();
-            self.dispatcher.dispatch(frame);
+            self.committed(frame);
         }
+    }
+
+    fn committed(&self, frame: &Arc<Frame>) {
+        metrics()
+            .events
+            .get_or_create(&TypeLabel {
+                r#type: frame.event_type.as_str(),
+            })
+            .inc();
+        self.dispatcher.dispatch(frame);
+    }
+
+    fn resync(&self, group: &GroupKey, snapshot: &Snapshot) {
+        let SnapshotData::Group(items) = &snapshot.data else {
+            return;
+        };
+        // Built at most once each, and only if some subscription needs them.
+        let values = OnceCell::new();
+        let by_id = OnceCell::new();
+        let stamp = &snapshot.stamp;
+        self.hub
+            .resync(group, stamp.epoch.clone(), stamp.seq, |sub| {
+                match &sub.item {
+                    None => {
+                        let values: &RawValue = values.get_or_init(|| {
+                            let values: Vec<&RawValue> = items.iter().map(|(_, v)| &**v).collect();
+                            serde_json::value::to_raw_value(&values)
+                                .unwrap_or_else(|_| RawValue::NULL.to_owned())
+                        });
+                        frames::sync(group, None, stamp, values, &sub.id)
+                    }
+                    Some(item) => {
+                        let by_id: &HashMap<&str, &RawValue> = by_id
+                            .get_or_init(|| items.iter().map(|(id, v)| (&**id, &**v)).collect());
+                        let value = by_id.get(&**item).copied().unwrap_or(RawValue::NULL);
+                        frames::sync(group, Some(item), stamp, value, &sub.id)
+                    }
+                }
+            });
     }
 }
 
@@ -86,11 +127,17 @@ impl StreamService {
                 store_method: StoreMethod::FileBased,
                 file_path,
             } => Store::Kv(KvStore::open(file_path, sink)?),
-            AdapterConfig::Redis { .. } => {
-                return Err(StoreError::Backend(
-                    "the redis adapter is not available in this build".into(),
-                )
-                .into());
+            AdapterConfig::Redis {
+                redis_url,
+                connect_timeout_ms,
+            } => {
+                let options = RedisOptions {
+                    url: redis_url.clone(),
+                    connect_timeout: Duration::from_millis(*connect_timeout_ms),
+                    max_events: config.history.max_events,
+                    max_age_ms: config.history.max_age_ms,
+                };
+                Store::Redis(RedisStore::open(options, sink).await?)
             }
         };
         let t = &config.timeouts;
@@ -108,6 +155,7 @@ impl StreamService {
             },
             config,
             in_flight: AtomicUsize::new(0),
+            leaving: AtomicUsize::new(0),
         });
         functions::register(&engine, &service);
         for name in [triggers::STREAM, triggers::JOIN, triggers::LEAVE] {
@@ -132,6 +180,11 @@ impl StreamService {
     /// Function calls still running.
     pub fn calls_in_flight(&self) -> usize {
         self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// `stream:leave` notifications still being delivered.
+    pub fn leaves_in_flight(&self) -> usize {
+        self.leaving.load(Ordering::SeqCst)
     }
 
     /// Flushes and closes the store.

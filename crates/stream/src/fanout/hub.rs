@@ -88,6 +88,14 @@ pub enum Start {
     },
     /// Resume after `since`, if the history allows.
     Resume(Since),
+    /// Resume with frames the store kept (Redis: possibly published by other instances): they
+    /// are replayed, then the subscription continues live after `seq` of `epoch`.
+    Replay {
+        epoch: Arc<str>,
+        seq: u64,
+        /// The frames after the client's `since`, up to `seq`, in order.
+        frames: Vec<Arc<Frame>>,
+    },
     /// The sync is being fetched elsewhere (custom provider); hold live frames until
     /// [`Hub::finish_deferred`].
     Deferred,
@@ -196,6 +204,9 @@ impl Hub {
                 // can never be resumed into the new one.
                 state.epoch = Some(frame.stamp.epoch.clone());
                 released += state.history.clear();
+            } else if frame.seq() <= state.published {
+                // Already published (a relay may offer a frame twice around a reconnect).
+                return;
             }
             state.published = frame.seq();
             if self.config.max_events > 0 {
@@ -304,6 +315,27 @@ impl Hub {
                 state.entries.push(entry(published));
                 Started::Resumed
             }
+            Start::Replay { epoch, seq, frames } => {
+                let mut missed = frames;
+                if state.epoch.as_deref() != Some(&*epoch) {
+                    state.epoch = Some(epoch);
+                    let released = state.history.clear();
+                    self.budget.apply(0, released);
+                    state.published = seq;
+                } else if seq < state.published {
+                    // Frames after the store's read were already published here.
+                    let Some(more) = state.history.after(seq, state.published) else {
+                        return Started::Stale;
+                    };
+                    missed.extend(more);
+                }
+                for frame in missed.iter().filter(|f| sub.matches(f)) {
+                    sub.deliver(frame, "replay");
+                }
+                let from = seq.max(state.published);
+                state.entries.push(entry(from));
+                Started::Resumed
+            }
             Start::Deferred => {
                 let published = state.published;
                 let mut e = entry(published);
@@ -314,6 +346,30 @@ impl Hub {
         };
         metrics().subscriptions.inc();
         started
+    }
+
+    /// Restarts every subscription of a group from a fresh snapshot at `seq` of `epoch` (frames
+    /// were lost in a way history cannot repair): each gets the sync `sync_for` builds for it and
+    /// then the frames after `seq`. Subscribers stay connected.
+    pub fn resync(
+        &self,
+        group: &GroupKey,
+        epoch: Arc<str>,
+        seq: u64,
+        sync_for: impl Fn(&Subscription) -> String,
+    ) {
+        let channel = self.channel(group);
+        let mut state = channel.state.lock();
+        state.epoch = Some(epoch);
+        state.published = seq;
+        let released = state.history.clear();
+        self.budget.apply(0, released);
+        for entry in &mut state.entries {
+            entry.from_seq = seq;
+            entry.pending_sync = None;
+            entry.held = None;
+            entry.sub.send_text(sync_for(&entry.sub), "sync");
+        }
     }
 
     /// The epoch of the group as last seen here, if any frame or snapshot was seen.

@@ -9,6 +9,7 @@ use iii_stream_protocol::RawValue;
 use iii_stream_protocol::frame::RejectReason;
 use serde::Serialize;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// The payload of join and leave handlers (stream.md §7.2): every key always present.
@@ -123,6 +124,7 @@ impl StreamService {
             return;
         };
         let service = self.clone();
+        service.leaving.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
             join_all(bindings.iter().map(|binding| async {
                 if service.condition(binding, &payload, Call::Condition).await != Some(true) {
@@ -139,6 +141,7 @@ impl StreamService {
                 let _ = observe(Call::Leave, &binding.trigger.function_id, outcome);
             }))
             .await;
+            service.leaving.fetch_sub(1, Ordering::SeqCst);
         });
     }
 }

@@ -2,7 +2,7 @@
 //! authentication and the join/leave sessions of connections.
 
 mod auth;
-mod frames;
+pub(crate) mod frames;
 mod gate;
 mod session;
 

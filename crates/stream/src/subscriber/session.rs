@@ -12,7 +12,7 @@ use iii_stream_engine::CallOptions;
 use iii_stream_metrics::{OutcomeLabel, metrics};
 use iii_stream_protocol::RawValue;
 use iii_stream_protocol::frame::RejectReason;
-use iii_stream_protocol::subscriber::{ClientMessage, Join, decode_client_message};
+use iii_stream_protocol::subscriber::{ClientMessage, Join, Since, decode_client_message};
 use iii_stream_store::SnapshotData;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -27,6 +27,8 @@ pub struct Session {
     /// The auth function's `context`, `null` when there is none.
     context: Box<RawValue>,
     subscriptions: Mutex<HashMap<Arc<str>, Arc<Subscription>>>,
+    /// Store watches taken by this connection, per group.
+    watches: Mutex<HashMap<GroupKey, usize>>,
 }
 
 impl StreamService {
@@ -41,6 +43,7 @@ impl StreamService {
             outbox,
             context: context.map_or_else(|| RawValue::NULL.to_owned(), |c| (*c).to_owned()),
             subscriptions: Mutex::default(),
+            watches: Mutex::default(),
         }
     }
 }
@@ -118,12 +121,14 @@ impl Session {
                 outcome: "admitted",
             })
             .inc();
-        // Balanced by `end`: every path below registers the subscription.
+        // Every watch is counted here and balanced by `end`, or by `close` for a join that was
+        // abandoned (its connection ended) between watching and registering.
+        *self.watches.lock().entry(sub.group.clone()).or_default() += 1;
         if let Err(error) = self.service.store.watch(&sub.group).await {
             tracing::warn!(%error, group = ?sub.group, "cannot watch group; live frames from other instances may be missing");
         }
         if let Some(since) = join.since {
-            let started = self.service.hub.subscribe(&sub, Start::Resume(since));
+            let started = self.resume(&sub, since).await;
             let outcome = if started == Started::Resumed {
                 "replayed"
             } else {
@@ -139,6 +144,40 @@ impl Session {
             }
         }
         self.admit(sub).await;
+    }
+
+    /// Registers a subscription that resumes after `since`, if that is possible: from the
+    /// fan-out history (kv), or from the store's history (Redis, where the missed frames may have
+    /// been delivered by another instance).
+    async fn resume(&self, sub: &Arc<Subscription>, since: Since) -> Started {
+        let service = &self.service;
+        if !service.store.keeps_history() {
+            return service.hub.subscribe(sub, Start::Resume(since));
+        }
+        for _ in 0..SNAPSHOT_ATTEMPTS {
+            let replay = service
+                .store
+                .replay(&sub.group, &since.epoch, since.seq)
+                .await;
+            let replay = match replay {
+                Ok(Some(replay)) => replay,
+                Ok(None) => return Started::NotResumable,
+                Err(error) => {
+                    tracing::warn!(%error, group = ?sub.group, "resume failed; sending a sync");
+                    return Started::NotResumable;
+                }
+            };
+            let start = Start::Replay {
+                epoch: replay.epoch,
+                seq: replay.seq,
+                frames: replay.frames,
+            };
+            match service.hub.subscribe(sub, start) {
+                Started::Stale => continue,
+                started => return started,
+            }
+        }
+        Started::NotResumable
     }
 
     /// Registers a subscription with a sync, atomically with the group's sequencer.
@@ -266,7 +305,7 @@ impl Session {
 
     fn end(&self, sub: &Subscription) {
         self.service.hub.unsubscribe(sub);
-        self.service.store.unwatch(&sub.group);
+        self.unwatch(&sub.group);
         self.service.fire_leave(&Lifecycle {
             subscription_id: &sub.id,
             stream_name: &sub.group.stream,
@@ -282,6 +321,24 @@ impl Session {
         let subs: Vec<_> = self.subscriptions.lock().drain().map(|(_, s)| s).collect();
         for sub in subs {
             self.end(&sub);
+        }
+        let abandoned: Vec<_> = self.watches.lock().drain().collect();
+        for (group, count) in abandoned {
+            for _ in 0..count {
+                self.service.store.unwatch(&group);
+            }
+        }
+    }
+
+    fn unwatch(&self, group: &GroupKey) {
+        let mut watches = self.watches.lock();
+        if let Some(count) = watches.get_mut(group) {
+            *count -= 1;
+            if *count == 0 {
+                watches.remove(group);
+            }
+            drop(watches);
+            self.service.store.unwatch(group);
         }
     }
 

@@ -281,3 +281,90 @@ fn the_byte_budget_evicts_the_oldest_frames_across_groups() {
         "newest frames were kept"
     );
 }
+
+#[test]
+fn publishing_a_frame_twice_delivers_it_once() {
+    let hub = Hub::new(config(10));
+    let c = Client::new();
+    hub.subscribe(&c.sub("s", None), sync("s", 0, false));
+    hub.publish(&frame(1, "a"));
+    hub.publish(&frame(1, "a"));
+    hub.publish(&frame(2, "a"));
+    hub.publish(&frame(1, "a"));
+    assert_eq!(c.received(), ["sync@s", "1@s", "2@s"]);
+}
+
+fn replay(seq: u64, frames: &[u64]) -> Start {
+    Start::Replay {
+        epoch: "e1".into(),
+        seq,
+        frames: frames.iter().map(|&s| frame(s, "a")).collect(),
+    }
+}
+
+#[test]
+fn a_store_replay_is_sent_then_live_frames_follow() {
+    let hub = Hub::new(config(10));
+    let c = Client::new();
+    // Nothing of this group was published here yet (another instance wrote it).
+    assert_eq!(
+        hub.subscribe(&c.sub("r", None), replay(5, &[4, 5])),
+        Started::Resumed
+    );
+    hub.publish(&frame(5, "a"));
+    hub.publish(&frame(6, "a"));
+    let item = c.sub("i", Some("b"));
+    assert_eq!(hub.subscribe(&item, replay(6, &[])), Started::Resumed);
+    hub.publish(&frame_in(group(), "e1", 7, "b"));
+    assert_eq!(c.received(), ["4@r", "5@r", "6@r", "7@r", "7@i"]);
+}
+
+#[test]
+fn a_replay_overtaken_by_publication_is_completed_or_refused() {
+    let hub = Hub::new(config(2));
+    let c = Client::new();
+    for seq in 1..=4 {
+        hub.publish(&frame(seq, "a"));
+    }
+    // Read from the store at seq 3 while frame 4 was already published here.
+    assert_eq!(
+        hub.subscribe(&c.sub("r", None), replay(3, &[2, 3])),
+        Started::Resumed
+    );
+    hub.publish(&frame(5, "a"));
+    assert_eq!(c.received(), ["2@r", "3@r", "4@r", "5@r"]);
+    // The local history (2 frames) no longer reaches back to seq 2.
+    assert_eq!(
+        hub.subscribe(&c.sub("x", None), replay(2, &[2])),
+        Started::Stale
+    );
+}
+
+#[test]
+fn resync_restarts_every_subscription_from_a_fresh_snapshot() {
+    let hub = Hub::new(config(10));
+    let c = Client::new();
+    hub.subscribe(&c.sub("g", None), sync("g", 0, false));
+    hub.subscribe(&c.sub("i", Some("a")), sync("i", 0, false));
+    hub.publish(&frame(1, "a"));
+    assert_eq!(c.received(), ["sync@g", "sync@i", "1@g", "1@i"]);
+    // The group's state was lost and recreated with a new epoch.
+    hub.resync(&group(), "e2".into(), 0, |sub| {
+        format!(
+            r#"{{"event":{{"type":"sync"}},"seq":0,"subscriptionId":"{}"}}"#,
+            sub.id
+        )
+    });
+    hub.publish(&frame_in(group(), "e2", 1, "a"));
+    assert_eq!(c.received(), ["sync@g", "sync@i", "1@g", "1@i"]);
+    assert_eq!(hub.epoch(&group()).as_deref(), Some("e2"));
+    let resume = Start::Resume(Since {
+        epoch: "e1".into(),
+        seq: 1,
+    });
+    assert_eq!(
+        hub.subscribe(&c.sub("old", None), resume),
+        Started::NotResumable,
+        "the old numbering's history is gone"
+    );
+}
