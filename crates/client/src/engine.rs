@@ -18,7 +18,28 @@ pub enum CallError {
     Closed,
 }
 
-type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Value>>>>;
+/// Calls awaiting their answer; `None` once the connection ended, so later calls fail at once
+/// instead of waiting for an answer that cannot come.
+type Pending = Arc<Mutex<Option<HashMap<String, oneshot::Sender<Value>>>>>;
+
+/// Where messages that answer none of our calls go.
+enum Unsolicited {
+    /// Kept for [`EngineClient::take_unsolicited`].
+    Log(Arc<Mutex<Vec<Value>>>),
+    /// Handed to whoever serves calls into this client (see [`crate::Worker`]).
+    Channel(mpsc::UnboundedSender<Value>),
+}
+
+impl Unsolicited {
+    fn push(&self, value: Value) {
+        match self {
+            Self::Log(log) => log.lock().map(|mut l| l.push(value)).unwrap_or_default(),
+            Self::Channel(tx) => {
+                let _ = tx.send(value);
+            }
+        }
+    }
+}
 
 /// One engine-port connection. Cheap to clone; calls may be issued concurrently.
 #[derive(Clone)]
@@ -31,11 +52,29 @@ pub struct EngineClient {
 
 impl EngineClient {
     pub async fn connect(url: &str) -> Result<Self, tokio_tungstenite::tungstenite::Error> {
+        let unsolicited: Arc<Mutex<Vec<Value>>> = Arc::default();
+        Self::open(url, unsolicited.clone(), Unsolicited::Log(unsolicited)).await
+    }
+
+    /// Connects and hands every message that answers none of our calls (calls into us,
+    /// refusals) to the returned receiver instead of [`Self::unsolicited`].
+    pub async fn connect_routed(
+        url: &str,
+    ) -> Result<(Self, mpsc::UnboundedReceiver<Value>), tokio_tungstenite::tungstenite::Error> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let client = Self::open(url, Arc::default(), Unsolicited::Channel(tx)).await?;
+        Ok((client, rx))
+    }
+
+    async fn open(
+        url: &str,
+        unsolicited: Arc<Mutex<Vec<Value>>>,
+        route: Unsolicited,
+    ) -> Result<Self, tokio_tungstenite::tungstenite::Error> {
         let (socket, _) = connect_async(url).await?;
         let (mut sink, mut stream) = socket.split();
         let (out, mut rx) = mpsc::unbounded_channel::<Message>();
-        let pending: Pending = Arc::default();
-        let unsolicited: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
         tokio::spawn(async move {
             while let Some(message) = rx.recv().await {
                 if sink.send(message).await.is_err() {
@@ -43,7 +82,7 @@ impl EngineClient {
                 }
             }
         });
-        let (p, u) = (pending.clone(), unsolicited.clone());
+        let p = pending.clone();
         tokio::spawn(async move {
             while let Some(Ok(message)) = stream.next().await {
                 let Message::Text(text) = message else {
@@ -55,17 +94,17 @@ impl EngineClient {
                 let waiter = (value["type"] == "invocationresult")
                     .then(|| value["invocation_id"].as_str())
                     .flatten()
-                    .and_then(|id| p.lock().ok()?.remove(id));
+                    .and_then(|id| p.lock().ok()?.as_mut()?.remove(id));
                 match waiter {
                     Some(waiter) => {
                         let _ = waiter.send(value);
                     }
-                    None => u.lock().map(|mut u| u.push(value)).unwrap_or_default(),
+                    None => route.push(value),
                 }
             }
             // Dropping the senders fails every pending call with `Closed`.
             if let Ok(mut p) = p.lock() {
-                p.clear();
+                *p = None;
             }
         });
         Ok(Self {
@@ -97,13 +136,95 @@ impl EngineClient {
         Ok(reply.get("result").cloned())
     }
 
+    /// `stream::set`; returns its result.
+    pub async fn set(
+        &self,
+        stream: &str,
+        group: &str,
+        item: &str,
+        data: Value,
+    ) -> Result<Value, CallError> {
+        let input =
+            json!({"stream_name": stream, "group_id": group, "item_id": item, "data": data});
+        Ok(self.call("stream::set", input).await?.unwrap_or_default())
+    }
+
+    /// `stream::get`; `None` when the item is missing ("no result").
+    pub async fn get(
+        &self,
+        stream: &str,
+        group: &str,
+        item: &str,
+    ) -> Result<Option<Value>, CallError> {
+        let input = json!({"stream_name": stream, "group_id": group, "item_id": item});
+        self.call("stream::get", input).await
+    }
+
+    /// `stream::delete`; returns its result.
+    pub async fn delete(&self, stream: &str, group: &str, item: &str) -> Result<Value, CallError> {
+        let input = json!({"stream_name": stream, "group_id": group, "item_id": item});
+        Ok(self
+            .call("stream::delete", input)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// `stream::update` with `ops`; returns its result.
+    pub async fn update(
+        &self,
+        stream: &str,
+        group: &str,
+        item: &str,
+        ops: Value,
+    ) -> Result<Value, CallError> {
+        let input = json!({"stream_name": stream, "group_id": group, "item_id": item, "ops": ops});
+        Ok(self
+            .call("stream::update", input)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// `stream::send` of a custom event, to one item id or (`None`) to the whole group.
+    pub async fn send_event(
+        &self,
+        stream: &str,
+        group: &str,
+        id: Option<&str>,
+        kind: &str,
+        data: Value,
+    ) -> Result<(), CallError> {
+        let mut input =
+            json!({"stream_name": stream, "group_id": group, "type": kind, "data": data});
+        if let Some(id) = id {
+            input["id"] = json!(id);
+        }
+        self.call("stream::send", input).await.map(drop)
+    }
+
+    /// `stream::list`: the group's values.
+    pub async fn list(&self, stream: &str, group: &str) -> Result<Vec<Value>, CallError> {
+        let input = json!({"stream_name": stream, "group_id": group});
+        let result = self.call("stream::list", input).await?;
+        Ok(match result {
+            Some(Value::Array(values)) => values,
+            _ => Vec::new(),
+        })
+    }
+
     /// Calls a function and returns the whole `invocationresult` message.
     pub async fn call_raw(&self, function_id: &str, data: Value) -> Result<Value, CallError> {
         let id = uuid::Uuid::new_v4().to_string();
         let (tx, rx) = oneshot::channel();
-        if let Ok(mut pending) = self.pending.lock() {
-            pending.insert(id.clone(), tx);
-        }
+        match self
+            .pending
+            .lock()
+            .ok()
+            .as_deref_mut()
+            .and_then(Option::as_mut)
+        {
+            Some(pending) => pending.insert(id.clone(), tx),
+            None => return Err(CallError::Closed),
+        };
         let message = json!({"type": "invokefunction", "invocation_id": id, "function_id": function_id, "data": data});
         self.send_raw(message.to_string());
         rx.await.map_err(|_| CallError::Closed)
@@ -116,6 +237,31 @@ impl EngineClient {
             message["result"] = result;
         }
         self.send_raw(message.to_string());
+    }
+
+    /// Answers a call the server made into this client with an error body.
+    pub fn reply_error(&self, invocation_id: &str, function_id: &str, code: &str, message: &str) {
+        let message = json!({"type": "invocationresult", "invocation_id": invocation_id, "function_id": function_id,
+            "error": {"code": code, "message": message}});
+        self.send_raw(message.to_string());
+    }
+
+    /// Registers a function served by this connection (no acknowledgement exists).
+    pub fn register_function(&self, id: &str) {
+        self.send_raw(json!({"type": "registerfunction", "id": id}).to_string());
+    }
+
+    /// Registers a trigger (no acknowledgement on success; a refusal arrives unsolicited).
+    pub fn register_trigger(&self, id: &str, trigger_type: &str, function_id: &str, config: Value) {
+        let message = json!({"type": "registertrigger", "id": id, "trigger_type": trigger_type,
+            "function_id": function_id, "config": config});
+        self.send_raw(message.to_string());
+    }
+
+    /// Resolves once the server has processed everything sent before it on this connection
+    /// (registrations are applied in order, and never acknowledged).
+    pub async fn barrier(&self) -> Result<(), CallError> {
+        self.call("stream::list_all", Value::Null).await.map(drop)
     }
 
     /// Takes the unsolicited messages received so far.

@@ -1,12 +1,32 @@
 //! Runs the `iii-stream` binary with a generated configuration, on free ports.
 
+use crate::{EngineClient, SubscriberClient};
+use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-/// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
+/// The `adapter` line of a volatile server.
+const IN_MEMORY: &str = "      adapter: { name: kv, config: { store_method: in_memory } }";
+
+/// A free TCP port on 127.0.0.1, below Linux's ephemeral range (32768–60999).
+///
+/// Ports handed out by the kernel for `:0` come from the ephemeral range, which every outgoing
+/// connection also draws its local port from: a server restarted on such a port can find it
+/// taken by some client socket. Ports below the range are only ever taken on purpose.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    // Spread concurrent test processes apart, then walk; bind to check the port is free now.
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id().wrapping_mul(7919) ^ NEXT.fetch_add(1, Ordering::Relaxed);
+    for attempt in 0..2000u32 {
+        let port = 20_000 + (seed.wrapping_mul(31).wrapping_add(attempt * 97) % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            NEXT.fetch_add(1, Ordering::Relaxed);
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -27,7 +47,8 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `binary` with `stream_config` (YAML lines of the `iii-stream` entry's `config`,
     /// indented by 6 spaces, e.g. `"      adapter: {name: kv, config: {store_method: in_memory}}"`).
-    pub fn start(binary: &Path, stream_config: &str) -> std::io::Result<Self> {
+    pub fn start(binary: impl AsRef<Path>, stream_config: &str) -> std::io::Result<Self> {
+        let binary = binary.as_ref();
         let dir = tempfile::tempdir()?;
         let (engine_port, stream_port) = (free_port(), free_port());
         let config = dir.path().join("config.yaml");
@@ -46,6 +67,13 @@ impl ServerProcess {
         };
         server.spawn()?;
         Ok(server)
+    }
+
+    /// Starts `binary` with the in-memory kv adapter plus `stream_config` (more lines of the
+    /// `iii-stream` entry's `config`, indented by 6 spaces; may be empty).
+    pub fn start_in_memory(binary: impl AsRef<Path>, stream_config: &str) -> std::io::Result<Self> {
+        let config = format!("{IN_MEMORY}\n{stream_config}");
+        Self::start(binary, config.trim_end())
     }
 
     /// A directory that lives as long as this server (for file stores).
@@ -150,6 +178,40 @@ impl ServerProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// `ws://127.0.0.1:<stream port><path>` (`path` starts with `/`).
+    pub fn stream_url_for(&self, path: &str) -> String {
+        format!("ws://127.0.0.1:{}{path}", self.stream_port)
+    }
+
+    /// A subscriber connected to `/`. Panics if the server refuses (a test-support shortcut).
+    pub async fn subscriber(&self) -> SubscriberClient {
+        SubscriberClient::connect(&self.stream_url())
+            .await
+            .expect("a subscriber connects to the stream port")
+    }
+
+    /// A client of the engine port. Panics if the server refuses (a test-support shortcut).
+    pub async fn engine(&self) -> EngineClient {
+        EngineClient::connect(&self.engine_url())
+            .await
+            .expect("a client connects to the engine port")
+    }
+
+    /// The samples of `GET /metrics`, keyed by series (`name{labels}` as rendered). Panics if
+    /// the endpoint does not answer 200.
+    pub fn metrics(&self) -> BTreeMap<String, f64> {
+        match http_get(self.stream_port, "/metrics") {
+            Some((200, body)) => parse_metrics(&body),
+            other => panic!("GET /metrics answered {other:?}"),
+        }
+    }
+
+    /// One sample of `GET /metrics` (e.g. `iii_stream_joins_total{outcome="admitted"}`); 0 when
+    /// absent (families with labels appear only after their first use).
+    pub fn metric(&self, series: &str) -> f64 {
+        self.metrics().get(series).copied().unwrap_or(0.0)
+    }
+
     /// `GET /healthz` status code.
     pub fn healthz(&self) -> Option<u16> {
         healthz(self.stream_port)
@@ -177,6 +239,17 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let status = response.split_whitespace().nth(1)?.parse().ok()?;
     let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
     Some((status, body))
+}
+
+/// The samples of a Prometheus / OpenMetrics text exposition, keyed by series.
+pub fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            Some((series.to_owned(), value.parse().ok()?))
+        })
+        .collect()
 }
 
 fn healthz(port: u16) -> Option<u16> {
