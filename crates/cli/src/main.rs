@@ -1,5 +1,6 @@
 //! `iii-stream`: the command line of the server.
 
+mod bench;
 mod logging;
 
 use anyhow::Context;
@@ -29,6 +30,8 @@ enum Command {
         #[arg(short, long)]
         config: Option<PathBuf>,
     },
+    /// Drive a running server with load over its real protocols; one JSON line per result.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -36,6 +39,7 @@ fn main() -> std::process::ExitCode {
     logging::init(cli.log_format);
     let result = match cli.command {
         Command::Serve { config } => serve(config),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -6,7 +6,7 @@ use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tower::ServiceExt;
 
@@ -51,12 +51,34 @@ pub(crate) async fn serve(
     }
 }
 
-/// Binds a listener, naming the address in the error.
+/// Pending connections the kernel queues for `accept` (capped by `net.core.somaxconn`).
+/// `TcpListener::bind` uses 128, which a burst of reconnecting subscribers overflows: the excess
+/// SYNs are dropped and those clients wait a full second for their retransmission.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a listener, naming the address in the error. Like `TcpListener::bind`, tries every
+/// address the host resolves to and sets `SO_REUSEADDR`, but listens with [`LISTEN_BACKLOG`].
 pub(crate) async fn bind(host: &str, port: u16) -> Result<TcpListener, crate::ServerError> {
-    TcpListener::bind((host, port))
-        .await
-        .map_err(|source| crate::ServerError::Bind {
-            address: format!("{host}:{port}"),
-            source,
-        })
+    let error = |source| crate::ServerError::Bind {
+        address: format!("{host}:{port}"),
+        source,
+    };
+    let mut last = std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to bind");
+    for addr in tokio::net::lookup_host((host, port)).await.map_err(error)? {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        };
+        let listener = socket.and_then(|socket| {
+            socket.set_reuseaddr(true)?;
+            socket.bind(addr)?;
+            socket.listen(LISTEN_BACKLOG)
+        });
+        match listener {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = e,
+        }
+    }
+    Err(error(last))
 }

@@ -98,15 +98,29 @@ impl Outbox {
             self.ready.notify_one();
             return false;
         }
+        // Only the push that makes the queue non-empty wakes the writer: the writer takes
+        // everything queued when it runs, so later pushes would only cause spurious wake-ups.
+        let wake = state.items.is_empty();
         state.bytes += size;
         state.items.push_back(item);
         drop(state);
-        self.ready.notify_one();
+        if wake {
+            self.ready.notify_one();
+        }
         true
     }
 
     /// Waits for messages and takes all of them, or returns why the outbox is closed.
     pub async fn drain(&self) -> Result<VecDeque<Outgoing>, Closed> {
+        let mut batch = VecDeque::new();
+        self.drain_into(&mut batch).await.map(|()| batch)
+    }
+
+    /// Like [`Outbox::drain`], but swaps the queue with `batch` (emptied first): the writer's
+    /// spare buffer becomes the queue, so a connection receiving one frame at a time does not
+    /// allocate a new queue for every frame.
+    pub async fn drain_into(&self, batch: &mut VecDeque<Outgoing>) -> Result<(), Closed> {
+        batch.clear();
         loop {
             {
                 let mut state = self.state.lock();
@@ -115,7 +129,8 @@ impl Outbox {
                 }
                 if !state.items.is_empty() {
                     state.bytes = 0;
-                    return Ok(std::mem::take(&mut state.items));
+                    std::mem::swap(&mut state.items, batch);
+                    return Ok(());
                 }
             }
             self.ready.notified().await;
@@ -180,6 +195,26 @@ mod tests {
         assert!(outbox.push(text(3)));
         assert!(!outbox.push(text(3)));
         assert_eq!(outbox.closed(), Some(Closed::SlowConsumer));
+    }
+
+    #[tokio::test]
+    async fn drain_into_swaps_buffers_and_wakes_once_per_batch() {
+        let outbox = Outbox::new(10, 100);
+        let mut batch = VecDeque::with_capacity(8);
+        outbox.push(Outgoing::Text("a".into()));
+        outbox.push(Outgoing::Text("b".into()));
+        outbox.drain_into(&mut batch).await.unwrap();
+        assert_eq!(batch.len(), 2);
+        // The spare buffer is now the queue: pushing reuses its allocation.
+        assert!(outbox.state.lock().items.capacity() >= 8);
+        // A push after a drain wakes a waiting writer again.
+        outbox.push(Outgoing::Text("c".into()));
+        let next = tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            outbox.drain_into(&mut batch),
+        );
+        next.await.unwrap().unwrap();
+        assert_eq!(batch.len(), 1);
     }
 
     #[tokio::test]
