@@ -19,6 +19,7 @@ import copy
 import importlib.util
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -193,12 +194,20 @@ def deep_merge(base: dict[str, Any], overrides: dict[str, Any] | None) -> dict[s
 
 
 def free_ports(n: int) -> list[int]:
-    """Distinct free TCP ports on 127.0.0.1 (all sockets held open until every port is chosen)."""
+    """Distinct free TCP ports on 127.0.0.1 (all sockets held open until every port is chosen).
+
+    Chosen below Linux's ephemeral range (32768-60999): ports from that range are also handed
+    to outgoing connections as local ports, so a server could find its port taken by a client.
+    """
     socks = []
     try:
-        for _ in range(n):
+        while len(socks) < n:
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
+            try:
+                s.bind(("127.0.0.1", random.randrange(20000, 32000)))
+            except OSError:
+                s.close()
+                continue
             socks.append(s)
         return [s.getsockname()[1] for s in socks]
     finally:

@@ -242,6 +242,11 @@ impl Engine {
         }
     }
 
+    /// Open worker connections.
+    pub fn worker_count(&self) -> usize {
+        self.0.workers.read().len()
+    }
+
     /// Calls the server made that still wait for a worker's answer.
     pub fn pending_invocations(&self) -> usize {
         self.0.invocations.len()

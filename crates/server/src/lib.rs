@@ -8,6 +8,7 @@
 mod accept;
 mod engine_port;
 mod health;
+mod inbox;
 mod stream_port;
 mod ws;
 
@@ -128,9 +129,12 @@ impl Server {
         }
         wait_until(deadline, || self.service.calls_in_flight() == 0).await;
         wait_until(deadline, || self.subscribers.load(Ordering::SeqCst) == 0).await;
-        // Leave handlers were dispatched as subscribers closed; give them a bounded moment.
-        wait_until(deadline, || self.engine.pending_invocations() == 0).await;
+        // Leave handlers were dispatched as subscribers closed; let them finish (bounded).
+        wait_until(deadline, || self.service.leaves_in_flight() == 0).await;
         self.engine.close_all();
+        // The Close frames go out from each connection's task: give them a moment to be sent.
+        let goodbye = deadline.max(Instant::now() + Duration::from_millis(500));
+        wait_until(goodbye, || self.engine.worker_count() == 0).await;
         self.service.close().await;
         tracing::info!("stopped");
     }

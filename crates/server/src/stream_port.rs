@@ -2,7 +2,8 @@
 //! `GET /healthz` and `GET /metrics`.
 
 use crate::health::Health;
-use crate::ws::{self, GOING_AWAY, MESSAGE_TOO_BIG, TRY_AGAIN_LATER};
+use crate::inbox::Inbox;
+use crate::ws::{self, GOING_AWAY, MESSAGE_TOO_BIG, POLICY_VIOLATION, TRY_AGAIN_LATER};
 use axum::Router;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
@@ -16,12 +17,19 @@ use iii_stream_protocol::subscriber::{Join, Since};
 use iii_stream_service::fanout::{Closed, Outbox};
 use iii_stream_service::{AuthDecision, HandshakeRequest, StreamService};
 use percent_encoding::percent_decode_str;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::{Instant, interval_at, timeout};
+
+/// Read buffer of a subscriber socket. tungstenite zero-fills its whole read buffer before every
+/// read attempt, so the 128 KiB default cost a 128 KiB memset per wake-up (a third of the
+/// server's CPU in a fan-out profile) and kept ~128 KiB resident per idle connection.
+/// Subscribers send small join/leave messages; a larger one still arrives, over several reads.
+const SUBSCRIBER_READ_BUFFER: usize = 1 << 10;
 
 #[derive(Clone)]
 pub(crate) struct Port {
@@ -181,7 +189,10 @@ async fn handshake(
         since: since_from_query(parts.uri.query()),
     });
     let limit = config.limits.max_message_bytes;
-    let mut upgrade = upgrade.max_message_size(limit).max_frame_size(limit);
+    let mut upgrade = upgrade
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        .read_buffer_size(SUBSCRIBER_READ_BUFFER);
     if let Some(protocol) = offered {
         upgrade = upgrade.protocols([protocol]);
     }
@@ -200,6 +211,8 @@ enum End {
     Gone,
     Idle,
     TooBig,
+    /// More unhandled messages than the inbox holds.
+    Flooded,
     SlowConsumer,
     Shutdown,
 }
@@ -216,25 +229,35 @@ async fn serve(
         config.limits.outbound_queue_frames,
         config.limits.outbound_queue_bytes,
     ));
-    let session = port.service.session(context, outbox.clone());
+    let session = Arc::new(port.service.session(context, outbox.clone()));
     let (mut sink, mut stream) = socket.split();
-    let (inbox, mut received) = mpsc::channel::<Utf8Bytes>(256);
+    // Room for a few maximal messages waiting behind a join that waits for its handlers.
+    let inbox = Arc::new(Inbox::new(
+        config.limits.max_message_bytes.saturating_mul(4),
+    ));
     let idle = Duration::from_millis(config.keepalive.idle_timeout_ms);
     let ping_every = Duration::from_millis(config.keepalive.ping_interval_ms);
     let mut stop = port.stop.clone();
 
     // Messages are handled one at a time, in order, apart from reading: a join waiting for its
     // handlers never delays Pongs or the detection of a closed socket.
-    let processing = async {
-        if let Some(join) = auto_join {
-            session.join(join).await;
+    let processing = {
+        let session = session.clone();
+        let inbox = inbox.clone();
+        // The handling of one message (a join may wait for handlers, snapshots, providers) is a
+        // large future; boxed, it takes memory only while a message is being handled instead of
+        // for the whole life of every idle connection.
+        async move {
+            if let Some(join) = auto_join {
+                Box::pin(session.join(join)).await;
+            }
+            loop {
+                let text = inbox.pop().await;
+                Box::pin(session.handle_message(&text)).await;
+            }
         }
-        while let Some(text) = received.recv().await {
-            session.handle_message(&text).await;
-        }
-        std::future::pending::<()>().await;
     };
-    let reading = async {
+    let reading = async move {
         loop {
             let message = match timeout(idle, stream.next()).await {
                 Err(_) => return End::Idle,
@@ -256,17 +279,22 @@ async fn serve(
                 },
                 _ => continue, // Pings and Pongs only count as activity.
             };
-            if inbox.send(text).await.is_err() {
-                return End::Gone;
+            if !inbox.push(text) {
+                return End::Flooded;
             }
         }
     };
     let writing = async {
         let mut ping = interval_at(Instant::now() + ping_every, ping_every);
+        let mut batch = VecDeque::new();
         loop {
-            let batch = tokio::select! {
-                drained = outbox.drain() => match drained {
-                    Ok(batch) => batch,
+            // Bursts leave a large buffer behind; an idle connection should not keep it.
+            if batch.capacity() > 256 {
+                batch = VecDeque::new();
+            }
+            tokio::select! {
+                drained = outbox.drain_into(&mut batch) => match drained {
+                    Ok(()) => {}
                     Err(Closed::SlowConsumer) => return End::SlowConsumer,
                     Err(Closed::Gone) => return End::Gone,
                 },
@@ -278,7 +306,7 @@ async fn serve(
                 }
             };
             let write = async {
-                for item in batch {
+                for item in batch.drain(..) {
                     sink.feed(Message::Text(item.into_text().into())).await?;
                 }
                 sink.flush().await
@@ -292,12 +320,26 @@ async fn serve(
             }
         }
     };
-    let end = tokio::select! {
-        end = reading => end,
-        end = writing => end,
-        () = processing => End::Gone,
-        _ = stop.wait_for(|s| *s) => End::Shutdown,
+    // The inbound side runs as a task of its own. In one task with the writer, every wake-up to
+    // write frames also polled the reader (socket readiness, the idle timer, the inbox), which
+    // cost more than the write itself when a connection receives one frame at a time.
+    let mut inbound = tokio::spawn(async move {
+        tokio::select! {
+            end = reading => end,
+            never = processing => match never {},
+        }
+    });
+    let (end, inbound_ended) = tokio::select! {
+        end = &mut inbound => (end.unwrap_or(End::Gone), true),
+        end = writing => (end, false),
+        _ = stop.wait_for(|s| *s) => (End::Shutdown, false),
     };
+    if !inbound_ended {
+        // Wait until the inbound task is gone, so that no join is still being admitted when the
+        // session closes below (as when both ran in this task and were dropped together).
+        inbound.abort();
+        let _ = inbound.await;
+    }
     match end {
         End::SlowConsumer => {
             tracing::warn!(connection = ?outbox, "subscriber too slow; closing with 1013");
@@ -305,6 +347,10 @@ async fn serve(
         }
         End::Idle => ws::close(&mut sink, GOING_AWAY, "idle timeout").await,
         End::TooBig => ws::close(&mut sink, MESSAGE_TOO_BIG, "message too big").await,
+        End::Flooded => {
+            tracing::warn!(connection = ?outbox, "subscriber queued too many unhandled messages; closing with 1008");
+            ws::close(&mut sink, POLICY_VIOLATION, "too many pending messages").await;
+        }
         End::Shutdown => {
             // Flush what is queued (bounded), then say goodbye.
             let flush = async {

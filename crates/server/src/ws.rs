@@ -6,6 +6,7 @@ use futures_util::stream::SplitSink;
 use std::time::Duration;
 
 pub(crate) const GOING_AWAY: u16 = 1001;
+pub(crate) const POLICY_VIOLATION: u16 = 1008;
 pub(crate) const MESSAGE_TOO_BIG: u16 = 1009;
 pub(crate) const TRY_AGAIN_LATER: u16 = 1013;
 
