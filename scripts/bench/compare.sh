@@ -25,39 +25,7 @@ mkdir -p bench/results
 OUT="bench/results/compare-$STAMP.jsonl"
 : > "$OUT"
 
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-start() { # result_var which engine_port stream_port
-    local var=$1 which=$2 eport=$3 sport=$4
-    local dir="$WORK/$which-$sport"
-    mkdir -p "$dir"
-    cat > "$dir/config.yaml" <<EOF
-workers:
-  - name: iii-worker-manager
-    config: { host: 127.0.0.1, port: $eport }
-  - name: iii-stream
-    config:
-      host: 127.0.0.1
-      port: $sport
-      adapter: { name: kv, config: { store_method: in_memory } }
-      limits: { max_connections: 30000 }
-EOF
-    "$WORK/$which" serve -c "$dir/config.yaml" > "$dir/server.log" 2>&1 &
-    local pid=$!
-    PIDS+=("$pid")
-    for _ in $(seq 100); do
-        curl -sf "http://127.0.0.1:$sport/healthz" > /dev/null 2>&1 && break
-        sleep 0.1
-    done
-    printf -v "$var" '%s' "$pid"
-}
-stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+source "$(dirname "$0")/lib.sh"
 
 bench() { # label engine_port stream_port pid, then scenario arguments
     local label=$1 eport=$2 sport=$3 pid=$4
@@ -69,8 +37,8 @@ bench() { # label engine_port stream_port pid, then scenario arguments
     sleep 2
 }
 
-start BEFORE before 25134 25112
-start AFTER after 26134 26112
+start_server BEFORE "$WORK/before" before-25112 in_memory 25134 25112
+start_server AFTER "$WORK/after" after-26112 in_memory 26134 26112
 for round in $(seq "$ROUNDS"); do
     for which in before after; do
         if [[ $which == before ]]; then e=25134 s=25112 p=$BEFORE; else e=26134 s=26112 p=$AFTER; fi
@@ -80,16 +48,16 @@ for round in $(seq "$ROUNDS"); do
         bench "$which" $e $s "$p" fanout -n 10000 --rate 100 --duration 5
     done
 done
-stop "$BEFORE"
-stop "$AFTER"
+stop_server "$BEFORE"
+stop_server "$AFTER"
 for round in $(seq "$ROUNDS"); do
     for which in before after; do
-        start FRESH "$which" 27134 27112
+        start_server FRESH "$WORK/$which" "$which-27112" in_memory 27134 27112
         bench "$which" 27134 27112 "$FRESH" joinstorm -n 10000 -k 256
-        stop "$FRESH"
-        start FRESH "$which" 27134 27112
+        stop_server "$FRESH"
+        start_server FRESH "$WORK/$which" "$which-27112" in_memory 27134 27112
         bench "$which" 27134 27112 "$FRESH" idle -n 10000
-        stop "$FRESH"
+        stop_server "$FRESH"
     done
 done
 echo "results: $OUT"

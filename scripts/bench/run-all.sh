@@ -39,13 +39,7 @@ OUT="bench/results/$STAMP.jsonl"
 LOG="bench/results/$STAMP.log"
 : > "$OUT"
 
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+source "$(dirname "$0")/lib.sh"
 
 # --- machine -------------------------------------------------------------------------------
 {
@@ -65,44 +59,11 @@ cat "bench/results/$STAMP.machine.txt"
 
 # --- servers -------------------------------------------------------------------------------
 # Fixed ports below the ephemeral range, so that no client socket of another program holds them.
-start_server() { # result_var name store_method engine_port stream_port [taskset cpu list]
-    local var=$1 name=$2 method=$3 eport=$4 sport=$5 cpus=${6:-}
-    local dir="$WORK/$name"
-    mkdir -p "$dir"
-    cat > "$dir/config.yaml" <<EOF
-workers:
-  - name: iii-worker-manager
-    config: { host: 127.0.0.1, port: $eport }
-  - name: iii-stream
-    config:
-      host: 127.0.0.1
-      port: $sport
-      adapter: { name: kv, config: { store_method: $method, file_path: $dir/data } }
-      limits: { max_connections: 30000 }
-EOF
-    if [[ -n "$cpus" ]]; then
-        taskset -c "$cpus" "$BIN" serve -c "$dir/config.yaml" >> "$dir/server.log" 2>&1 &
-    else
-        "$BIN" serve -c "$dir/config.yaml" >> "$dir/server.log" 2>&1 &
-    fi
-    local pid=$!
-    PIDS+=("$pid")
-    for _ in $(seq 100); do
-        curl -sf "http://127.0.0.1:$sport/healthz" > /dev/null 2>&1 && break
-        sleep 0.1
-    done
-    printf -v "$var" '%s' "$pid"
-}
-
-stop_server() {
-    kill "$1" 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
-}
 
 MEM_E=21134; MEM_S=21112
 FILE_E=22134; FILE_S=22112
-start_server MEM mem in_memory $MEM_E $MEM_S
-start_server FILE file file_based $FILE_E $FILE_S
+start_server MEM "$BIN" mem in_memory $MEM_E $MEM_S
+start_server FILE "$BIN" file file_based $FILE_E $FILE_S
 
 # A private Redis: a shared one may cap its clients below the 10,000 subscribers used here.
 REDIS_HOST=127.0.0.1
@@ -179,7 +140,7 @@ mem "resume-large" resume -n 1000 --rate 2000 --items 5000 --warm 3 --down-ms 10
 # --- join storm and idle memory: each on a freshly started server ---------------------------
 stop_server "$MEM"
 JOINS=10000; [[ $QUICK == 1 ]] && JOINS=3000
-start_server FRESH fresh-join in_memory 23134 23112
+start_server FRESH "$BIN" fresh-join in_memory 23134 23112
 run "joinstorm" --engine-port 23134 --stream-port 23112 --server-pid "$FRESH" joinstorm -n $JOINS -k 256
 stop_server "$FRESH"
 # The server keeps a few descriptors for itself: the most connections one process can hold.
@@ -187,14 +148,14 @@ IDLE_MAX=$(( FD_LIMIT - 100 ))
 IDLE_SET="10000 $IDLE_MAX"
 [[ $QUICK == 1 ]] && IDLE_SET="2000"
 for n in $IDLE_SET; do
-    start_server FRESH "fresh-idle-$n" in_memory 23134 23112
+    start_server FRESH "$BIN" "fresh-idle-$n" in_memory 23134 23112
     run "idle" --engine-port 23134 --stream-port 23112 --server-pid "$FRESH" idle -n "$n"
     stop_server "$FRESH"
 done
 
 # --- pinned: server on CPU 0, generator on CPU 1 (no fight for cores) ------------------------
 if [[ $(nproc) -ge 2 ]] && command -v taskset > /dev/null; then
-    start_server PINNED pinned in_memory 24134 24112 0
+    start_server PINNED "$BIN" pinned in_memory 24134 24112 0
     pinned() { run "$1" --engine-port 24134 --stream-port 24112 --server-pid "$PINNED" "${@:2}"; }
     GEN=(taskset -c 1 "$BIN")
     pinned "pinned-writes" writes -c 1 -w 64 --function set --duration $DURATION

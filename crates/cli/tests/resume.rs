@@ -173,14 +173,17 @@ async fn wrong_epoch_short_history_and_malformed_since_get_a_full_sync() {
     let server = server("      history: { max_events: 3 }");
     let worker = EngineClient::connect(&server.engine_url()).await.unwrap();
     set(&worker, "r3", "a", json!({"id": "a"})).await;
-    let mut client = SubscriberClient::connect(&server.stream_url())
+    let mut first = SubscriberClient::connect(&server.stream_url())
         .await
         .unwrap();
-    let since = sync_position(&mut client, "s0", "r3", None).await;
-    client.leave("s0");
+    let since = sync_position(&mut first, "s0", "r3", None).await;
+    drop(first);
     for i in 0..5 {
         set(&worker, "r3", &format!("m{i}"), json!({"id": i})).await;
     }
+    let mut client = SubscriberClient::connect(&server.stream_url())
+        .await
+        .unwrap();
     for (id, since) in [
         ("too-old", since.clone()),
         (

@@ -12,6 +12,7 @@ pub mod kv;
 mod redis;
 mod sink;
 mod snapshot;
+mod update;
 
 pub use self::redis::{RedisOptions, RedisStore};
 pub use error::StoreError;

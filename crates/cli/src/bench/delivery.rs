@@ -4,6 +4,7 @@
 use super::stats::{self, Latency};
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 pub struct Deliveries {
     pub received: AtomicU64,
@@ -50,6 +51,33 @@ impl Deliveries {
             }
         }
         batch.clear();
+    }
+
+    /// Waits for the deliveries still in flight: until `expected` arrived, or nothing arrived
+    /// for `quiet`, or `done()` says the subscribers are gone. `progress` sees the count.
+    pub async fn settle(
+        &self,
+        expected: u64,
+        quiet: Duration,
+        progress: impl Fn(u64),
+        done: impl Fn() -> bool,
+    ) {
+        let mut last_change = Instant::now();
+        let mut last_seen = self.received.load(Ordering::Relaxed);
+        loop {
+            let seen = self.received.load(Ordering::Relaxed);
+            progress(seen);
+            if seen >= expected || done() {
+                return;
+            }
+            if seen != last_seen {
+                last_seen = seen;
+                last_change = Instant::now();
+            } else if last_change.elapsed() > quiet {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// The fields every fan-out result carries.

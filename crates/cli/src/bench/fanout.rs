@@ -172,23 +172,15 @@ pub async fn run(common: &Common, args: Args) -> anyhow::Result<()> {
         .zip(&per_group)
         .map(|(acked, subs)| acked.load(Ordering::Relaxed) * subs)
         .sum();
-    let quiet_limit = Duration::from_secs_f64(args.drain_timeout);
-    let mut last_change = Instant::now();
-    let mut last_seen = deliveries.received.load(Ordering::Relaxed);
-    loop {
-        let seen = deliveries.received.load(Ordering::Relaxed);
-        bar.set_position(seen);
-        if seen >= expected || tasks.is_empty() {
-            break;
-        }
-        if seen != last_seen {
-            last_seen = seen;
-            last_change = Instant::now();
-        } else if last_change.elapsed() > quiet_limit {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let quiet = Duration::from_secs_f64(args.drain_timeout);
+    deliveries
+        .settle(
+            expected,
+            quiet,
+            |seen| bar.set_position(seen),
+            || tasks.is_empty(),
+        )
+        .await;
     let cpu_reading = cpu.finish(Some(deliveries.received.load(Ordering::Relaxed)));
     bar.finish_and_clear();
     tasks.abort_all();

@@ -184,22 +184,8 @@ pub async fn run(common: &Common, args: Args) -> anyhow::Result<()> {
         }
     }
     let expected = acked * args.subscribers as u64;
-    let quiet_limit = Duration::from_secs_f64(args.drain_timeout);
-    let mut last_change = Instant::now();
-    let mut last_seen = deliveries.received.load(Ordering::Relaxed);
-    loop {
-        let seen = deliveries.received.load(Ordering::Relaxed);
-        if seen >= expected {
-            break;
-        }
-        if seen != last_seen {
-            last_seen = seen;
-            last_change = Instant::now();
-        } else if last_change.elapsed() > quiet_limit {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let quiet = Duration::from_secs_f64(args.drain_timeout);
+    deliveries.settle(expected, quiet, |_| {}, || false).await;
     let cpu_reading = cpu.finish(Some(deliveries.received.load(Ordering::Relaxed)));
     bar.finish_and_clear();
     tasks.abort_all();

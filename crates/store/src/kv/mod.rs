@@ -14,10 +14,10 @@ mod log;
 mod watermark;
 
 use crate::clock::{new_epoch, now_ms};
+use crate::update::apply_to_stored;
 use crate::{Deleted, EventSink, Snapshot, SnapshotData, StoreError, Updated, Written};
 use group::{Group, GroupCell};
-use iii_stream_domain::event::canonical_json;
-use iii_stream_domain::update::{UpdateOp, apply_ops};
+use iii_stream_domain::update::UpdateOp;
 use iii_stream_domain::{Change, Frame, GroupKey, ItemKey, JsonText, Sequencer};
 use iii_stream_metrics::metrics;
 pub(crate) use log::{DurableLog, LoadedGroup, Mutation, Record};
@@ -181,16 +181,7 @@ impl KvStore {
         let (updated, lsn) = {
             let mut group = cell.state.lock();
             let old = group.get(&key.item).cloned();
-            let current = old
-                .as_ref()
-                .map(|text| serde_json::from_str(text.get()))
-                .transpose()
-                .map_err(|_| StoreError::CorruptValue {
-                    group: key.group.clone(),
-                    item: key.item.to_string(),
-                })?;
-            let applied = apply_ops(current, ops);
-            let new = canonical_json(&applied.value);
+            let (new, errors) = apply_to_stored(key, old.as_ref(), ops)?;
             let (order, _) = group.put(&key.item, new.clone());
             let mutation = Mutation::Put {
                 group: key.group.clone(),
@@ -205,7 +196,7 @@ impl KvStore {
             let updated = Updated {
                 old,
                 new,
-                errors: applied.errors,
+                errors,
                 frame,
             };
             (updated, lsn)

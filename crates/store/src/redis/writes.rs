@@ -7,9 +7,9 @@ use super::reply::{self, Committed};
 use super::scripts::SCRIPTS;
 use super::{Shared, reads::json_text};
 use crate::clock::new_epoch;
+use crate::update::apply_to_stored;
 use crate::{Deleted, StoreError, Updated, Written};
-use iii_stream_domain::event::canonical_json;
-use iii_stream_domain::update::{UpdateOp, apply_ops};
+use iii_stream_domain::update::UpdateOp;
 use iii_stream_domain::{Change, EventType, Frame, GroupKey, ItemKey, JsonText, Stamp};
 use iii_stream_metrics::metrics;
 use iii_stream_protocol::frame::{CustomEvent, EventBody};
@@ -151,17 +151,8 @@ impl Shared {
                 .as_deref()
                 .map(|text| json_text(&key.group, &key.item, text))
                 .transpose()?;
-            let current = old
-                .as_ref()
-                .map(|text| serde_json::from_str(text.get()))
-                .transpose()
-                .map_err(|_| StoreError::CorruptValue {
-                    group: key.group.clone(),
-                    item: key.item.to_string(),
-                })?;
             // The one implementation of the ops, shared with kv: results are identical.
-            let applied = apply_ops(current, ops);
-            let new = canonical_json(&applied.value);
+            let (new, errors) = apply_to_stored(key, old.as_ref(), ops)?;
             let mut invocation = self.write(&SCRIPTS.update, &keys, &key.group, Some(&key.item));
             invocation.arg(&*key.item).arg(new.get());
             match &stored {
@@ -180,7 +171,7 @@ impl Shared {
                 return Ok(Updated {
                     old,
                     new,
-                    errors: applied.errors,
+                    errors,
                     frame,
                 });
             }
