@@ -6,6 +6,24 @@ use serde_json::{Value, json};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+/// How the writer of a fan-out scenario (a `stream::set` caller, or the Redis `PUBLISH`er)
+/// paces itself.
+#[derive(clap::Args, Debug)]
+pub struct Pace {
+    /// Writes per second over all groups; 0 writes as fast as the server acknowledges.
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Writes in flight (pipelined).
+    #[arg(long, default_value_t = 64)]
+    pub in_flight: usize,
+    /// Seconds of writing.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Seconds at the start whose deliveries count but are not timed.
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
+}
+
 pub struct Deliveries {
     pub received: AtomicU64,
     pub bytes: AtomicU64,

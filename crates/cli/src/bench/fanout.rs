@@ -3,7 +3,7 @@
 //! each value to its arrival) and loss: every acknowledged write must reach every subscriber of
 //! its group, in `seq` order.
 
-use super::delivery::{Batch, Deliveries};
+use super::delivery::{Batch, Deliveries, Pace};
 use super::engine::{Caller, WriteFn};
 use super::output::Report;
 use super::procfs::CpuMeter;
@@ -21,24 +21,14 @@ use tokio::time::Instant;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    #[command(flatten)]
+    pace: Pace,
     /// Subscriber connections (one group subscription each).
     #[arg(long, short = 'n', default_value_t = 1000)]
     subscribers: usize,
     /// Groups; subscriber i joins group i mod groups, writes go round-robin over them.
     #[arg(long, short = 'g', default_value_t = 1)]
     groups: usize,
-    /// Writes per second over all groups; 0 writes as fast as the server acknowledges.
-    #[arg(long, default_value_t = 0)]
-    rate: u64,
-    /// Writer calls in flight.
-    #[arg(long, default_value_t = 64)]
-    in_flight: usize,
-    /// Seconds of writing.
-    #[arg(long, default_value_t = 10.0)]
-    duration: f64,
-    /// Seconds at the start whose deliveries count but are not timed.
-    #[arg(long, default_value_t = 1.0)]
-    warmup: f64,
     /// Items per group the writes cycle over (the size of each join's sync).
     #[arg(long, default_value_t = 16)]
     items: u64,
@@ -134,7 +124,7 @@ pub async fn run(common: &Common, args: Args) -> anyhow::Result<()> {
     }
 
     // The writer.
-    let mut caller = Caller::connect(engine_addr, common.bind_for(0), args.in_flight)
+    let mut caller = Caller::connect(engine_addr, common.bind_for(0), args.pace.in_flight)
         .await
         .with_context(|| format!("cannot connect to the engine port at {engine_addr}"))?;
     let plan = writer::Plan {
@@ -143,15 +133,16 @@ pub async fn run(common: &Common, args: Args) -> anyhow::Result<()> {
         items: args.items.max(1),
         pad: padding(args.value_bytes),
         function: args.function,
-        rate: args.rate,
+        rate: args.pace.rate,
     };
     let shared = Arc::new(writer::Shared::new(groups));
     let cpu = CpuMeter::start(common.server().as_ref());
-    deliveries
-        .measure_from_ns
-        .store(now_ns() + (args.warmup * 1e9) as u64, Ordering::Relaxed);
+    deliveries.measure_from_ns.store(
+        now_ns() + (args.pace.warmup * 1e9) as u64,
+        Ordering::Relaxed,
+    );
     let bar = progress::bar(common.quiet, 0, "deliveries");
-    let until = Instant::now() + Duration::from_secs_f64(args.duration);
+    let until = Instant::now() + Duration::from_secs_f64(args.pace.duration);
     let writing = writer::run(&mut caller, &plan, &shared, until);
     let ticking = async {
         loop {
@@ -195,11 +186,11 @@ pub async fn run(common: &Common, args: Args) -> anyhow::Result<()> {
         .set("target", "iii-stream")
         .set("subscribers", args.subscribers)
         .set("groups", groups)
-        .set("rate", args.rate)
-        .set("in_flight", args.in_flight)
+        .set("rate", args.pace.rate)
+        .set("in_flight", args.pace.in_flight)
         .set("function", args.function.id())
         .set("value_bytes", args.value_bytes)
-        .set("duration_s", args.duration)
+        .set("duration_s", args.pace.duration)
         .set("writes", acked)
         .set("write_errors", shared.failed.load(Ordering::Relaxed))
         .set("writes_per_s", stats::rate(acked, write_seconds))

@@ -14,6 +14,7 @@ mod joinstorm;
 mod output;
 mod procfs;
 mod progress;
+mod readbuf;
 mod redis_fanout;
 mod resp;
 mod resume;

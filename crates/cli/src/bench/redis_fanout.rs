@@ -3,7 +3,7 @@
 //! Redis answers, with the same statistics as our fan-out. Run it in the same minute as `fanout`
 //! so that the ratio between the two survives a noisy machine.
 
-use super::delivery::{Batch, Deliveries};
+use super::delivery::{Batch, Deliveries, Pace};
 use super::output::Report;
 use super::procfs::CpuMeter;
 use super::resp::{self, RespError, RespReader, Value};
@@ -24,24 +24,14 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    #[command(flatten)]
+    pace: Pace,
     /// Redis server address.
     #[arg(long, default_value = "127.0.0.1:6379")]
     redis: String,
     /// Subscriber connections.
     #[arg(long, short = 'n', default_value_t = 1000)]
     subscribers: usize,
-    /// PUBLISHes per second; 0 publishes as fast as Redis answers.
-    #[arg(long, default_value_t = 0)]
-    rate: u64,
-    /// PUBLISH commands in flight (pipelined).
-    #[arg(long, default_value_t = 64)]
-    in_flight: usize,
-    /// Seconds of publishing.
-    #[arg(long, default_value_t = 10.0)]
-    duration: f64,
-    /// Seconds at the start whose deliveries count but are not timed.
-    #[arg(long, default_value_t = 1.0)]
-    warmup: f64,
     /// Payload size in bytes (at least the timestamp and counter); match it to the frame size
     /// `fanout` reports as `bytes_per_delivery` for a like-for-like comparison.
     #[arg(long, default_value_t = 256)]
@@ -112,13 +102,14 @@ pub async fn run(common: &Common, args: Args) -> anyhow::Result<()> {
     let mut reader = RespReader::new(read, 64 << 10);
     let pad = padding(args.payload_bytes.saturating_sub(40));
     let cpu = CpuMeter::start(common.server().as_ref());
-    deliveries
-        .measure_from_ns
-        .store(now_ns() + (args.warmup * 1e9) as u64, Ordering::Relaxed);
+    deliveries.measure_from_ns.store(
+        now_ns() + (args.pace.warmup * 1e9) as u64,
+        Ordering::Relaxed,
+    );
     let bar = progress::bar(common.quiet, 0, "deliveries");
     let started = Instant::now();
-    let until = started + Duration::from_secs_f64(args.duration);
-    let mut in_flight: VecDeque<u64> = VecDeque::with_capacity(args.in_flight);
+    let until = started + Duration::from_secs_f64(args.pace.duration);
+    let mut in_flight: VecDeque<u64> = VecDeque::with_capacity(args.pace.in_flight);
     let (mut sent, mut acked, mut receivers) = (0u64, 0u64, 0u64);
     let (mut first_sent, mut last_sent) = (0u64, 0u64);
     let mut latency = stats::histogram();
@@ -126,8 +117,8 @@ pub async fn run(common: &Common, args: Args) -> anyhow::Result<()> {
     let mut payload = Vec::with_capacity(args.payload_bytes + 64);
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    let paced = args.rate > 0;
-    let window = args.in_flight.max(1);
+    let paced = args.pace.rate > 0;
+    let window = args.pace.in_flight.max(1);
     let mut publish = |out: &mut Vec<u8>, in_flight: &mut VecDeque<u64>, sent: &mut u64| {
         let t = now_ns();
         payload.clear();
@@ -175,7 +166,7 @@ pub async fn run(common: &Common, args: Args) -> anyhow::Result<()> {
                 bar.set_position(deliveries.received.load(Ordering::Relaxed));
             }
             _ = tick.tick(), if paced && !finishing => {
-                let due = (started.elapsed().as_secs_f64() * args.rate as f64) as u64;
+                let due = (started.elapsed().as_secs_f64() * args.pace.rate as f64) as u64;
                 while sent < due && in_flight.len() < window {
                     publish(&mut out, &mut in_flight, &mut sent);
                 }
@@ -196,10 +187,10 @@ pub async fn run(common: &Common, args: Args) -> anyhow::Result<()> {
         .set("target", "redis")
         .set("subscribers", args.subscribers)
         .set("groups", 1)
-        .set("rate", args.rate)
-        .set("in_flight", args.in_flight)
+        .set("rate", args.pace.rate)
+        .set("in_flight", args.pace.in_flight)
         .set("payload_bytes", args.payload_bytes)
-        .set("duration_s", args.duration)
+        .set("duration_s", args.pace.duration)
         .set("writes", acked)
         .set("redis_receivers", receivers)
         .set("writes_per_s", stats::rate(acked, write_seconds))

@@ -1,6 +1,7 @@
 //! Just enough RESP (the Redis protocol) for the pub/sub reference: commands out, replies and
 //! pushed messages in, parsed in place from one read buffer like [`super::ws`] does for frames.
 
+use super::readbuf::make_room;
 use std::io;
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
@@ -121,18 +122,7 @@ impl RespReader {
 
     /// Reads more bytes, making room first (growing for a value larger than the buffer).
     pub async fn fill(&mut self) -> Result<(), RespError> {
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-        } else if self.end == self.buf.len() {
-            if self.start > 0 {
-                self.buf.copy_within(self.start..self.end, 0);
-                self.end -= self.start;
-                self.start = 0;
-            } else {
-                self.buf.resize(self.buf.len() * 2, 0);
-            }
-        }
+        make_room(&mut self.buf, &mut self.start, &mut self.end, usize::MAX);
         let n = self.io.read(&mut self.buf[self.end..]).await?;
         if n == 0 {
             return Err(RespError::Closed);

@@ -6,6 +6,7 @@
 //! outgoing frames into one buffer flushed with a single write. It speaks exactly what the two
 //! iii-stream ports need: a plain HTTP/1.1 upgrade, text frames, Ping/Pong and Close.
 
+use super::readbuf::make_room;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -176,21 +177,14 @@ impl WsReader {
     /// Reads more bytes from the socket (at least one), making room first. Messages returned
     /// earlier must no longer be borrowed.
     pub async fn fill(&mut self) -> Result<(), WsError> {
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-        } else if self.end == self.buf.len() {
-            if self.start > 0 {
-                self.buf.copy_within(self.start..self.end, 0);
-                self.end -= self.start;
-                self.start = 0;
-            } else {
-                let grown = (self.buf.len() * 2).min(MAX_MESSAGE + 14);
-                if grown == self.buf.len() {
-                    return Err(WsError::Protocol("message too large"));
-                }
-                self.buf.resize(grown, 0);
-            }
+        // A frame header is at most 14 bytes.
+        if !make_room(
+            &mut self.buf,
+            &mut self.start,
+            &mut self.end,
+            MAX_MESSAGE + 14,
+        ) {
+            return Err(WsError::Protocol("message too large"));
         }
         let n = self.io.read(&mut self.buf[self.end..]).await?;
         if n == 0 {
