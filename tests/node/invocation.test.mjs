@@ -1,10 +1,11 @@
 // Worker-to-worker calls through the server (worker-protocol.md §5.4, §5.5, §7).
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import net from 'node:net';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { TriggerAction } from 'iii-sdk';
-import { TESTS_DIR, call, callErr, roundTrip, setupServer, trackChild, uid, waitFor, worker } from './lib/server.mjs';
+import { TESTS_DIR, call, callErr, metric, roundTrip, setupServer, trackChild, uid, waitFor, worker } from './lib/server.mjs';
 
 const env = setupServer();
 
@@ -114,8 +115,9 @@ describe('registration ownership (§5.4)', () => {
     assert.equal(e.code, 'function_not_found');
   });
 
-  test('last writer wins; the old owner closing does not remove the new registration', async (t) => {
+  test('a live owner keeps its function; a second connection is refused and takes over when the owner goes', async (t) => {
     const fn = `${uid('dup')}::fn`;
+    const refusedBefore = await metric(env.server, 'iii_stream_registrations_refused_total');
     const first = worker(null, env.server);
     first.registerFunction(fn, async () => 'first');
     await roundTrip(first);
@@ -123,11 +125,54 @@ describe('registration ownership (§5.4)', () => {
     second.registerFunction(fn, async () => 'second');
     await roundTrip(second);
     const caller = worker(t, env.server);
-    assert.equal(await call(caller, fn, {}), 'second');
+    for (let i = 0; i < 5; i++) assert.equal(await call(caller, fn, {}), 'first', 'the live owner keeps serving');
+    assert.equal(await metric(env.server, 'iii_stream_registrations_refused_total'), refusedBefore + 1);
+    assert.match(env.server.stderr(), /function is owned by another live connection; registration refused/);
     await first.shutdown();
-    // give the server every chance to (wrongly) remove it: poll for a while that it still answers
-    const deadline = Date.now() + 500;
-    while (Date.now() < deadline) assert.equal(await call(caller, fn, {}), 'second');
+    // The refused registration waited in line and now serves.
+    await waitFor(async () => (await call(caller, fn, {}).catch(() => null)) === 'second', {
+      message: 'the waiting connection did not take over',
+    });
+  });
+
+  test('an SDK that reconnects while its old socket still looks alive reattaches and keeps serving', async (t) => {
+    // A proxy between the worker and the server: cutting only the worker's side leaves the
+    // server's side open, so the server still sees the old connection alive (a half-open socket).
+    const upstreams = [];
+    const downstreams = [];
+    const proxy = net.createServer((down) => {
+      const up = net.connect(env.server.enginePort, '127.0.0.1');
+      upstreams.push(up);
+      downstreams.push(down);
+      down.pipe(up);
+      up.pipe(down);
+      for (const s of [up, down]) s.on('error', () => {});
+    });
+    await new Promise((r) => proxy.listen(0, '127.0.0.1', r));
+    t.after(() => {
+      for (const s of [...upstreams, ...downstreams]) s.destroy();
+      proxy.close();
+    });
+    const fn = `${uid('reattach')}::fn`;
+    const w = worker(t, { engineUrl: `ws://127.0.0.1:${proxy.address().port}` }, {
+      reconnectionConfig: { initialDelayMs: 50, maxDelayMs: 200, backoffMultiplier: 1, jitterFactor: 0, maxRetries: -1 },
+    });
+    let served = 0;
+    w.registerFunction(fn, async () => ++served);
+    await roundTrip(w);
+    const caller = worker(t, env.server);
+    assert.equal(await call(caller, fn, {}), 1);
+
+    downstreams[0].unpipe();
+    upstreams[0].unpipe();
+    downstreams[0].destroy();
+    await waitFor(() => downstreams.length === 2, { message: 'the SDK did not reconnect' });
+    // The SDK re-sent `reattach` and its registrations on the new socket: its function answers
+    // there, although the server never saw the old socket close.
+    await waitFor(async () => (await call(caller, fn, {}, { timeoutMs: 500 }).catch(() => null)) === 2, {
+      message: 'the reconnected SDK does not serve its function',
+    });
+    assert.ok(!upstreams[0].destroyed, 'the old upstream was left open');
   });
 
   test('functions of a closed worker disappear (function_not_found)', async (t) => {

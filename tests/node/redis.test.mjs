@@ -6,30 +6,13 @@
 // Needs a Redis on 127.0.0.1:6379 (database 12; override with REDIS_TEST_URL). The test's names
 // carry a unique token and every key holding it is deleted at the end.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { Stream } from '@motiadev/stream-client-node';
 import { call, startServer, uid, waitFor, worker } from './lib/server.mjs';
+import { cleanupRedis, onRedis } from './lib/redis.mjs';
 
-const REDIS_URL = process.env.REDIS_TEST_URL ?? 'redis://127.0.0.1:6379/12';
 const TOKEN = uid('redis');
-
-function redisCli(...args) {
-  const url = new URL(REDIS_URL);
-  const db = url.pathname.replace('/', '') || '0';
-  return execFileSync('redis-cli', ['-h', url.hostname, '-p', url.port || '6379', '-n', db, ...args], {
-    encoding: 'utf8',
-  });
-}
-
-function cleanup() {
-  const keys = redisCli('--scan', '--pattern', `*${TOKEN}*`).split('\n').filter(Boolean);
-  for (const key of keys) redisCli('DEL', key);
-  const streams = redisCli('SMEMBERS', 'iii-stream:streams').split('\n');
-  for (const s of streams.filter((s) => s.includes(TOKEN))) redisCli('SREM', 'iii-stream:streams', s);
-}
-
-const onRedis = { stream: { adapter: { name: 'redis', config: { store_method: undefined, redis_url: REDIS_URL } } } };
+const cleanup = () => cleanupRedis(TOKEN);
 
 describe('redis adapter: two servers on one Redis', () => {
   let a;

@@ -4,14 +4,7 @@
 // writes themselves never wait for any of it.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { call, delay, roundTrip, setupServer, uid, waitFor, worker } from './lib/server.mjs';
-
-async function metric(env, name) {
-  const res = await fetch(`http://127.0.0.1:${env.server.streamPort}/metrics`);
-  const text = await res.text();
-  const line = text.split('\n').find((l) => l.startsWith(name));
-  return line ? Number(line.split(' ').pop()) : 0;
-}
+import { call, delay, metric, roundTrip, setupServer, uid, waitFor, worker } from './lib/server.mjs';
 
 describe('max_concurrency', () => {
   const env = setupServer({ stream: { triggers: { max_concurrency: 10 } } });
@@ -61,7 +54,7 @@ describe('max_pending_per_trigger', () => {
     });
     w.registerTrigger({ type: 'stream', function_id: fnId, config: { stream_name: stream } });
     await roundTrip(w);
-    const droppedBefore = await metric(env, 'iii_stream_server_calls_total{kind="trigger",outcome="dropped"}');
+    const droppedBefore = await metric(env.server, 'iii_stream_server_calls_total{kind="trigger",outcome="dropped"}');
     const started = Date.now();
     for (let i = 0; i < 200; i++) {
       await call(w, 'stream::set', { stream_name: stream, group_id: 'g', item_id: `i${i}`, data: i });
@@ -75,7 +68,7 @@ describe('max_pending_per_trigger', () => {
     await delay(200);
     assert.equal(seen.length, 51);
     assert.deepEqual(seen, [...seen].sort((a, b) => a - b), 'delivered in seq order');
-    const dropped = (await metric(env, 'iii_stream_server_calls_total{kind="trigger",outcome="dropped"}')) - droppedBefore;
+    const dropped = (await metric(env.server, 'iii_stream_server_calls_total{kind="trigger",outcome="dropped"}')) - droppedBefore;
     assert.equal(dropped, 149);
   });
 });

@@ -133,7 +133,9 @@ def test_handler_can_call_the_server_while_being_called(server, make_worker):
     }
 
 
-def test_last_registration_of_a_function_id_wins(server, make_worker):
+def test_a_live_owner_keeps_its_function_and_the_next_in_line_takes_over(server, make_worker):
+    """docs/worker-protocol.md, Ownership: a second connection cannot take a live owner's
+    function; it waits in line and serves once the owner is gone."""
     caller, first, second = (make_worker(server, name=n) for n in ("caller", "first", "second"))
     fid = unique("e2e::dup")
     first_only = unique("e2e::first-only")
@@ -143,9 +145,10 @@ def test_last_registration_of_a_function_id_wins(server, make_worker):
     assert call(caller, fid) == "first"
     second.register_function(fid, lambda data: "second")
     round_trip(second)
-    assert call(caller, fid) == "second"
+    for _ in range(5):
+        assert call(caller, fid) == "first"
 
-    # The old owner's disconnect removes only what it still owns (§5.4, §5.5).
+    # The old owner's disconnect removes what it owns and hands the id to the next in line.
     shutdown_worker(first)
 
     def first_cleaned_up():

@@ -36,19 +36,20 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log_format);
+    let logging = logging::init(cli.log_format);
     let result = match cli.command {
         Command::Serve { config } => serve(config),
         Command::Bench(args) => bench::run(args),
     };
-    match result {
+    let code = match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
-            eprintln!("iii-stream: {error:#}");
             std::process::ExitCode::FAILURE
         }
-    }
+    };
+    logging.finish();
+    code
 }
 
 fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {

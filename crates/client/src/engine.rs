@@ -119,6 +119,11 @@ impl EngineClient {
         let _ = self.out.send(Message::Text(text.into().into()));
     }
 
+    /// Starts the closing handshake: the server ends the connection (its registrations go).
+    pub fn close(&self) {
+        let _ = self.out.send(Message::Close(None));
+    }
+
     /// Sends a raw binary message as is.
     pub fn send_binary(&self, bytes: Vec<u8>) {
         let _ = self.out.send(Message::Binary(bytes.into()));

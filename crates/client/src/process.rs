@@ -42,6 +42,8 @@ pub struct ServerProcess {
     pub stream_port: u16,
     _dir: tempfile::TempDir,
     log: PathBuf,
+    /// `Some` for a server whose stderr is a pipe nobody reads (see [`ServerProcess::stall_stderr`]).
+    stalled: Option<Option<std::process::ChildStderr>>,
 }
 
 impl ServerProcess {
@@ -64,9 +66,24 @@ impl ServerProcess {
             stream_port,
             log: dir.path().join("server.log"),
             _dir: dir,
+            stalled: None,
         };
         server.spawn()?;
         Ok(server)
+    }
+
+    /// Restarts the server with its stderr connected to a pipe that is never read, as a
+    /// supervisor that forgot to drain it would: once the pipe's buffer is full, every write to
+    /// stderr blocks. [`ServerProcess::take_stalled_stderr`] hands the pipe out to drain it.
+    pub fn stall_stderr(&mut self) -> std::io::Result<()> {
+        self.kill();
+        self.stalled = Some(None);
+        self.spawn()
+    }
+
+    /// The read end of a stalled stderr (see [`ServerProcess::stall_stderr`]).
+    pub fn take_stalled_stderr(&mut self) -> Option<std::process::ChildStderr> {
+        self.stalled.as_mut().and_then(Option::take)
     }
 
     /// Starts `binary` with the in-memory kv adapter plus `stream_config` (more lines of the
@@ -82,24 +99,44 @@ impl ServerProcess {
     }
 
     fn spawn(&mut self) -> std::io::Result<()> {
+        self.launch()?;
+        self.wait_ready(Duration::from_secs(15), 200)
+    }
+
+    fn launch(&mut self) -> std::io::Result<()> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)?;
-        let child = Command::new(&self.binary)
+        let stderr = match self.stalled {
+            Some(_) => Stdio::piped(),
+            None => Stdio::from(log),
+        };
+        let mut child = Command::new(&self.binary)
             .arg("serve")
             .arg("--config")
             .arg(&self.config)
             .current_dir(self._dir.path())
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(stderr)
             .spawn()?;
+        if let Some(pipe) = &mut self.stalled {
+            *pipe = child.stderr.take();
+        }
         self.child = Some(child);
-        self.wait_ready(Duration::from_secs(15))
+        Ok(())
     }
 
-    /// Waits until `/healthz` answers 200.
-    fn wait_ready(&mut self, within: Duration) -> std::io::Result<()> {
+    /// Starts the server again after it exited (or was stopped), and waits until `/healthz`
+    /// answers `status` (e.g. 503 for a server that starts on a full disk).
+    pub fn start_again(&mut self, status: u16) -> std::io::Result<()> {
+        self.kill();
+        self.launch()?;
+        self.wait_ready(Duration::from_secs(15), status)
+    }
+
+    /// Waits until `/healthz` answers `status`.
+    fn wait_ready(&mut self, within: Duration, status: u16) -> std::io::Result<()> {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Some(status) = self
@@ -112,7 +149,7 @@ impl ServerProcess {
                     self.log_text()
                 )));
             }
-            if healthz(self.stream_port) == Some(200) {
+            if healthz(self.stream_port) == Some(status) {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));

@@ -156,4 +156,62 @@ mod tests {
         assert!(back["big"].is_f64());
         assert_eq!(back["f"], serde_json::json!(2.0));
     }
+
+    /// Parses `text` the way a write does and returns the double the stored text denotes.
+    fn stored(text: &str) -> (String, u64) {
+        let value: serde_json::Value = serde_json::from_str(text).unwrap();
+        let stored = canonical_json(&value).get().to_owned();
+        let back: f64 = serde_json::from_str(&stored).unwrap();
+        (stored, back.to_bits())
+    }
+
+    #[test]
+    fn edge_doubles_keep_every_bit() {
+        for x in [
+            0.1 + 0.2,
+            0.374_760_232_496_274_44,
+            5e-324,
+            -5e-324,
+            2.225_073_858_507_201e-308,
+            2.225_073_858_507_201_4e-308,
+            f64::MAX,
+            f64::MIN,
+            f64::EPSILON,
+            1e21,
+            1e-7,
+            -0.0,
+        ] {
+            let text = serde_json::to_string(&x).unwrap();
+            assert_eq!(stored(&text), (text.clone(), x.to_bits()), "{x:e}");
+        }
+        // `-0` is read as the float -0.0: its sign survives, written `-0.0`.
+        assert_eq!(stored("-0"), ("-0.0".to_owned(), (-0.0f64).to_bits()));
+        // Integers keep their exact text within 64 bits (above 2^53 too), floats beyond.
+        for text in [
+            "9007199254740993",
+            "18446744073709551615",
+            "-9223372036854775808",
+        ] {
+            let value: serde_json::Value = serde_json::from_str(text).unwrap();
+            assert_eq!(canonical_json(&value).get(), text);
+        }
+        let value: serde_json::Value = serde_json::from_str("18446744073709551616").unwrap();
+        assert_eq!(canonical_json(&value).get(), "1.8446744073709552e+19");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(10_000))]
+
+        /// Every finite double, in its shortest form and in the 17-digit form other encoders
+        /// use, comes back as the same double.
+        #[test]
+        fn random_doubles_keep_every_bit(bits in proptest::prelude::any::<u64>()) {
+            let x = f64::from_bits(bits);
+            proptest::prop_assume!(x.is_finite());
+            let shortest = serde_json::to_string(&x).unwrap();
+            proptest::prop_assert_eq!(stored(&shortest), (shortest.clone(), bits));
+            let long = format!("{x:.16e}");
+            proptest::prop_assert_eq!(stored(&long).1, bits, "{}", long);
+        }
+    }
 }

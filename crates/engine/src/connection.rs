@@ -2,12 +2,15 @@
 //! sends, in arrival order.
 
 use crate::invocation::CallOptions;
+use crate::registry::Registration;
 use crate::{Engine, shutting_down_error};
+use iii_stream_metrics::metrics;
 use iii_stream_protocol::engine::{
     CallMode, Decoded, InvokeFunction, ServerMessage, WorkerMessage, decode_worker_message,
 };
 use iii_stream_protocol::{ErrorBody, ErrorCode, RawValue};
 use parking_lot::Mutex;
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,6 +44,9 @@ pub(crate) struct WorkerHandle {
     description: Mutex<Description>,
     closed: AtomicBool,
     warned_namespace: AtomicBool,
+    /// Invocations sent to this connection and not answered yet, so its clean-up fails exactly
+    /// those instead of scanning every pending call.
+    calls: Mutex<HashSet<Uuid>>,
 }
 
 impl WorkerHandle {
@@ -53,6 +59,7 @@ impl WorkerHandle {
             description: Mutex::default(),
             closed: AtomicBool::new(false),
             warned_namespace: AtomicBool::new(false),
+            calls: Mutex::default(),
         });
         (handle, rx)
     }
@@ -82,6 +89,18 @@ impl WorkerHandle {
 
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn remember_call(&self, id: Uuid) {
+        self.calls.lock().insert(id);
+    }
+
+    pub(crate) fn forget_call(&self, id: &Uuid) {
+        self.calls.lock().remove(id);
+    }
+
+    pub(crate) fn take_calls(&self) -> HashSet<Uuid> {
+        std::mem::take(&mut *self.calls.lock())
     }
 
     pub(crate) fn name(&self) -> Option<String> {
@@ -131,7 +150,7 @@ impl WorkerHandle {
 /// A worker connection, owned by its transport. Dropping it disconnects the worker.
 pub struct WorkerConnection {
     engine: Engine,
-    handle: Arc<WorkerHandle>,
+    pub(crate) handle: Arc<WorkerHandle>,
 }
 
 impl WorkerConnection {
@@ -174,14 +193,11 @@ impl WorkerConnection {
                     tracing::warn!(worker = %self.handle.id, function = %function.id,
                         "a built-in function cannot be registered by a worker; ignored");
                 } else {
-                    engine
-                        .0
-                        .registry
-                        .register_function(&self.handle, &function.id);
+                    self.register_function(&function.id);
                 }
             }
             WorkerMessage::UnregisterFunction { id } => {
-                engine.0.registry.unregister_function(&id, &self.handle.id);
+                engine.0.registry.unregister_function(&id, &self.handle);
             }
             WorkerMessage::RegisterTrigger(trigger) => {
                 let types = engine.0.trigger_types.read();
@@ -210,10 +226,11 @@ impl WorkerConnection {
             }
             WorkerMessage::InvokeFunction(call) => self.invoke(call),
             WorkerMessage::InvocationResult(result) => {
-                engine
-                    .0
-                    .invocations
-                    .complete(&result.invocation_id, result.outcome());
+                engine.0.invocations.complete(
+                    &self.handle,
+                    &result.invocation_id,
+                    result.outcome(),
+                );
             }
             WorkerMessage::Reattach {
                 previous_worker_id,
@@ -226,6 +243,23 @@ impl WorkerConnection {
             WorkerMessage::Ping => self.handle.send(ServerMessage::Pong.to_json()),
             WorkerMessage::Ignored { kind } => {
                 tracing::debug!(worker = %self.handle.id, %kind, "ignoring message type");
+            }
+        }
+    }
+
+    fn register_function(&self, id: &str) {
+        match self.engine.0.registry.register_function(&self.handle, id) {
+            Registration::Owned | Registration::Closed => {}
+            Registration::Waiting { owner } => {
+                metrics().registrations_refused.inc();
+                tracing::warn!(worker = %self.handle.id, function = id, %owner,
+                    "function is owned by another live connection; registration refused, \
+                     waiting to take over when that connection closes");
+            }
+            Registration::Refused { owner } => {
+                metrics().registrations_refused.inc();
+                tracing::warn!(worker = %self.handle.id, function = id, %owner,
+                    "function is owned by another live connection; registration refused");
             }
         }
     }

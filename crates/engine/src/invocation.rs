@@ -3,6 +3,7 @@
 
 use crate::Outcome;
 use crate::connection::WorkerHandle;
+use iii_stream_metrics::metrics;
 use iii_stream_protocol::engine::{ServerMessage, TraceContext};
 use iii_stream_protocol::{ErrorBody, ErrorCode, RawValue};
 use parking_lot::Mutex;
@@ -36,9 +37,10 @@ struct Pending {
     tx: oneshot::Sender<Outcome>,
 }
 
+/// Calls awaiting a worker's answer, by the invocation id the server generated.
 #[derive(Default)]
 pub(crate) struct Invocations {
-    pending: Mutex<HashMap<String, Pending>>,
+    pending: Mutex<HashMap<Uuid, Pending>>,
 }
 
 pub(crate) fn timed_out(after: Duration) -> ErrorBody {
@@ -46,6 +48,21 @@ pub(crate) fn timed_out(after: Duration) -> ErrorBody {
         ErrorCode::InvocationTimeout,
         format!("Invocation timed out after {} ms", after.as_millis()),
     )
+}
+
+/// Removes a call's entries when its future ends, however it ends: answered, timed out, or
+/// dropped by a caller that stopped waiting (a closed subscriber's join, a cancelled task).
+struct PendingGuard<'a> {
+    invocations: &'a Invocations,
+    worker: &'a WorkerHandle,
+    id: Uuid,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.invocations.pending.lock().remove(&self.id);
+        self.worker.forget_call(&self.id);
+    }
 }
 
 impl Invocations {
@@ -56,24 +73,30 @@ impl Invocations {
         data: &RawValue,
         options: &CallOptions,
     ) -> Outcome {
-        let id = Uuid::new_v4().to_string();
+        let id = Uuid::new_v4();
         let (tx, rx) = oneshot::channel();
         self.pending.lock().insert(
-            id.clone(),
+            id,
             Pending {
                 worker: worker.id.clone(),
                 tx,
             },
         );
-        // The worker may have gone between the lookup and the insert above; its clean-up ran
-        // before our entry existed and would never fail it.
+        worker.remember_call(id);
+        let _guard = PendingGuard {
+            invocations: self,
+            worker,
+            id,
+        };
+        // The worker may have gone between the lookup and the inserts above; its clean-up ran
+        // before our entries existed and would never fail them.
         if worker.is_closed() {
-            self.pending.lock().remove(&id);
             return Err(ErrorBody::invocation_stopped());
         }
+        let mut buffer = Uuid::encode_buffer();
         worker.send(
             ServerMessage::InvokeFunction {
-                invocation_id: &id,
+                invocation_id: id.hyphenated().encode_lower(&mut buffer),
                 function_id,
                 data,
                 metadata: options.metadata.as_deref(),
@@ -85,33 +108,50 @@ impl Invocations {
         match tokio::time::timeout(options.timeout, rx).await {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(_)) => Err(ErrorBody::invocation_stopped()),
-            Err(_) => {
-                self.pending.lock().remove(&id);
-                Err(timed_out(options.timeout))
-            }
+            Err(_) => Err(timed_out(options.timeout)),
         }
     }
 
-    /// Completes a pending call; late, duplicate or unknown ids are ignored.
-    pub(crate) fn complete(&self, id: &str, outcome: Outcome) {
-        let pending = self.pending.lock().remove(id);
+    /// Completes a pending call with the answer `from` sent. Late, duplicate and unknown ids are
+    /// ignored, and so is an answer from any connection but the one the call was sent to: no
+    /// worker can answer for another (docs/worker-protocol.md, "Ownership").
+    pub(crate) fn complete(&self, from: &WorkerHandle, id: &str, outcome: Outcome) {
+        let Ok(key) = Uuid::parse_str(id) else {
+            tracing::debug!(worker = %from.id, "ignoring a result for an invocation id the server never issued");
+            return;
+        };
+        let pending = {
+            let mut pending = self.pending.lock();
+            match pending.get(&key) {
+                Some(p) if p.worker == from.id => pending.remove(&key),
+                Some(_) => {
+                    drop(pending);
+                    metrics().foreign_results.inc();
+                    tracing::warn!(worker = %from.id, invocation = %key,
+                        "ignoring a result for an invocation sent to another connection");
+                    return;
+                }
+                None => None,
+            }
+        };
         match pending {
             Some(pending) => {
+                from.forget_call(&key);
                 let _ = pending.tx.send(outcome);
             }
-            None => tracing::debug!(invocation = id, "ignoring result of an unknown invocation"),
+            None => tracing::debug!(worker = %from.id, invocation = %key,
+                "ignoring result of an unknown or finished invocation"),
         }
     }
 
     /// Fails every call pending on `worker` with `invocation_stopped`.
-    pub(crate) fn fail_worker(&self, worker: &str) {
+    pub(crate) fn fail_worker(&self, worker: &WorkerHandle) {
+        let ids = worker.take_calls();
+        if ids.is_empty() {
+            return;
+        }
         let failed: Vec<Pending> = {
             let mut pending = self.pending.lock();
-            let ids: Vec<String> = pending
-                .iter()
-                .filter(|(_, p)| &*p.worker == worker)
-                .map(|(id, _)| id.clone())
-                .collect();
             ids.iter().filter_map(|id| pending.remove(id)).collect()
         };
         for pending in failed {

@@ -29,7 +29,7 @@ use parking_lot::RwLock;
 use registry::Registry;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -65,6 +65,8 @@ struct Inner {
     invocations: Invocations,
     workers: RwLock<HashMap<Arc<str>, Arc<WorkerHandle>>>,
     shutting_down: AtomicBool,
+    /// Clean-ups of closed connections still running in the background.
+    releasing: AtomicUsize,
 }
 
 impl Engine {
@@ -77,6 +79,7 @@ impl Engine {
             invocations: Invocations::default(),
             workers: RwLock::default(),
             shutting_down: AtomicBool::new(false),
+            releasing: AtomicUsize::new(0),
         }))
     }
 
@@ -121,8 +124,8 @@ impl Engine {
         (WorkerConnection::new(self.clone(), handle), rx)
     }
 
-    /// Ends a worker connection: drops what it still owns, fails what is pending on it, and asks
-    /// its transport to close. Idempotent.
+    /// Ends a worker connection: fails what is pending on it, releases what it still owns, and
+    /// asks its transport to close. Idempotent.
     fn disconnect(&self, handle: &Arc<WorkerHandle>) {
         if !handle.mark_closed() {
             return;
@@ -136,13 +139,37 @@ impl Engine {
                 workers.remove(&handle.id);
             }
         }
-        self.0
-            .registry
-            .remove_owned_by(&handle.id, &self.0.trigger_types.read());
-        self.0.invocations.fail_worker(&handle.id);
+        self.0.invocations.fail_worker(handle);
+        let owned = self.0.registry.take_owned(&handle.id);
         handle.close_transport();
         metrics().worker_connections.dec();
-        tracing::debug!(worker = %handle.id, name = handle.name().as_deref(), "worker disconnected");
+        tracing::debug!(worker = %handle.id, name = handle.name().as_deref(),
+            registrations = owned.len(), "worker disconnected");
+        self.release(handle.id.clone(), owned);
+    }
+
+    /// Releases a closed connection's registrations. Lookups already skip a closed owner, so
+    /// this is bookkeeping: a worker with tens of thousands of triggers is released in chunks,
+    /// off the disconnecting task, yielding between chunks, so no lock is held for long and no
+    /// runtime thread is taken for long (docs/worker-protocol.md, "Disconnect").
+    fn release(&self, worker: Arc<str>, mut owned: registry::Owned) {
+        const CHUNK: usize = 256;
+        if owned.len() <= CHUNK || tokio::runtime::Handle::try_current().is_err() {
+            let types = self.0.trigger_types.read();
+            self.0.registry.release(&worker, owned, &types);
+            return;
+        }
+        let engine = self.clone();
+        self.0.releasing.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            let types = engine.0.trigger_types.read().clone();
+            while !owned.is_empty() {
+                let chunk = owned.split(CHUNK);
+                engine.0.registry.release(&worker, chunk, &types);
+                tokio::task::yield_now().await;
+            }
+            engine.0.releasing.fetch_sub(1, Ordering::SeqCst);
+        });
     }
 
     /// `reattach`: closes the previous connection if the token proves ownership.
@@ -250,6 +277,17 @@ impl Engine {
     /// Calls the server made that still wait for a worker's answer.
     pub fn pending_invocations(&self) -> usize {
         self.0.invocations.len()
+    }
+
+    /// Registered function ids and trigger bindings, counting those of closed connections whose
+    /// release is still running.
+    pub fn registrations(&self) -> (usize, usize) {
+        self.0.registry.sizes()
+    }
+
+    /// Whether closed connections are still being released in the background.
+    pub fn releasing(&self) -> bool {
+        self.0.releasing.load(Ordering::SeqCst) > 0
     }
 }
 

@@ -117,17 +117,157 @@ async fn callee_disconnect_stops_pending_calls_and_drops_its_functions() {
 }
 
 #[tokio::test]
-async fn last_registration_wins_and_old_owner_cleanup_keeps_it() {
+async fn a_live_owner_keeps_its_function_and_the_next_in_line_takes_over() {
     let engine = Engine::new(EngineConfig::default());
-    let old = Worker::new(&engine);
-    let new = Worker::new(&engine);
-    old.send(json!({"type":"registerfunction","id":"f"}));
-    new.send(json!({"type":"registerfunction","id":"f"}));
-    old.send(json!({"type":"unregisterfunction","id":"f"}));
-    drop(old);
-    assert!(engine.has_worker_function("f"));
-    drop(new);
+    let mut owner = Worker::new(&engine);
+    let mut other = Worker::new(&engine);
+    let mut caller = Worker::new(&engine);
+    owner.send(json!({"type":"registerfunction","id":"f"}));
+    other.send(json!({"type":"registerfunction","id":"f"}));
+    caller.send(json!({"type":"invokefunction","invocation_id":"c1","function_id":"f"}));
+    assert_eq!(owner.next().await["type"], "invokefunction");
+    assert!(
+        other.try_next().is_none(),
+        "the refused connection got the call"
+    );
+    // Withdrawing a place in line leaves the owner alone.
+    other.send(json!({"type":"unregisterfunction","id":"f"}));
+    other.send(json!({"type":"registerfunction","id":"f"}));
+    drop(owner);
+    assert_eq!(caller.next().await["error"]["code"], "invocation_stopped");
+    assert!(
+        engine.has_worker_function("f"),
+        "the waiting connection took over"
+    );
+    caller.send(json!({"type":"invokefunction","invocation_id":"c2","function_id":"f"}));
+    assert_eq!(other.next().await["type"], "invokefunction");
+    drop(other);
     assert!(!engine.has_worker_function("f"));
+}
+
+#[tokio::test]
+async fn reattach_closes_the_old_connection_so_its_functions_move() {
+    let engine = Engine::new(EngineConfig::default());
+    let mut old = Worker::new(&engine);
+    old.send(json!({"type":"registerfunction","id":"f"}));
+    let old_id = old.conn.worker_id().to_owned();
+    let token = old.conn.handle.token.clone();
+    let mut new = Worker::new(&engine);
+    new.send(json!({"type":"reattach","previous_worker_id":old_id,"reattach_token":"wrong"}));
+    new.send(json!({"type":"registerfunction","id":"g"}));
+    new.send(json!({"type":"reattach","previous_worker_id":old_id,"reattach_token":token}));
+    assert_eq!(old.next().await["type"], "<close>");
+    new.send(json!({"type":"registerfunction","id":"f"}));
+    let caller = Worker::new(&engine);
+    caller.send(json!({"type":"invokefunction","invocation_id":"c","function_id":"f"}));
+    assert_eq!(new.next().await["function_id"], "f");
+}
+
+#[tokio::test]
+async fn results_count_only_from_the_connection_the_call_went_to() {
+    let engine = Engine::new(EngineConfig::default());
+    let mut callee = Worker::new(&engine);
+    let mut intruder = Worker::new(&engine);
+    let mut caller = Worker::new(&engine);
+    callee.send(json!({"type":"registerfunction","id":"f"}));
+    caller.send(json!({"type":"invokefunction","invocation_id":"c","function_id":"f"}));
+    let call = callee.next().await;
+    let id = call["invocation_id"].clone();
+    intruder.send(json!({"type":"invocationresult","invocation_id":id,"result":"forged"}));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(caller.try_next().is_none(), "a forged result was accepted");
+    assert_eq!(engine.pending_invocations(), 1);
+    callee.send(json!({"type":"invocationresult","invocation_id":id,"result":"real"}));
+    assert_eq!(caller.next().await["result"], "real");
+    assert!(intruder.try_next().is_none());
+}
+
+#[tokio::test]
+async fn dropping_a_call_mid_flight_leaves_nothing_behind() {
+    let engine = Engine::new(EngineConfig::default());
+    let mut w = Worker::new(&engine);
+    w.send(json!({"type":"registerfunction","id":"never"}));
+    for _ in 0..100 {
+        let call = engine.invoke(
+            "never",
+            RawValue::NULL,
+            CallOptions::with_timeout(Duration::from_secs(60)),
+        );
+        // Polled until it waits for the answer, then dropped (a join abandoned by its socket).
+        assert!(timeout(Duration::from_millis(1), call).await.is_err());
+    }
+    assert_eq!(engine.pending_invocations(), 0);
+    assert!(w.conn.handle.take_calls().is_empty());
+    let mut sent = 0;
+    while w.try_next().is_some() {
+        sent += 1;
+    }
+    assert_eq!(sent, 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_with_twenty_thousand_triggers_comes_and_goes_cheaply() {
+    const N: usize = 20_000;
+    let engine = Engine::new(EngineConfig::default());
+    let rec = Arc::new(Counting::default());
+    engine.register_trigger_type("stream", rec.clone());
+    let register = |w: &Worker| {
+        for i in 0..N {
+            w.send(
+                json!({"type":"registertrigger","id":format!("t{i}"),"trigger_type":"stream",
+                "function_id":format!("f{i}"),"config":{"stream_name":"s"}}),
+            );
+            w.send(json!({"type":"registerfunction","id":format!("f{i}")}));
+        }
+    };
+    let first = Worker::new(&engine);
+    let started = std::time::Instant::now();
+    register(&first);
+    let bound = started.elapsed();
+    let started = std::time::Instant::now();
+    drop(first);
+    let dropped = started.elapsed();
+    let again = Worker::new(&engine);
+    let started = std::time::Instant::now();
+    register(&again);
+    let rebound = started.elapsed();
+    // Generous for debug builds on a loaded machine; the quadratic version took seconds here.
+    for (what, took) in [("bind", bound), ("drop", dropped), ("re-bind", rebound)] {
+        assert!(took < Duration::from_millis(1500), "{what} took {took:?}");
+    }
+    timeout(Duration::from_secs(10), async {
+        while engine.releasing() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(engine.registrations(), (N, N));
+    assert_eq!(rec.bound.load(Ordering::SeqCst), N);
+    drop(again);
+    timeout(Duration::from_secs(10), async {
+        while engine.releasing() || engine.registrations() != (0, 0) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(rec.bound.load(Ordering::SeqCst), 0);
+}
+
+#[derive(Default)]
+struct Counting {
+    bound: std::sync::atomic::AtomicUsize,
+}
+
+impl TriggerType for Counting {
+    fn bind(&self, _: &Trigger) -> Result<(), String> {
+        self.bound.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    fn unbind(&self, _: &Trigger) {
+        self.bound.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 #[derive(Default)]

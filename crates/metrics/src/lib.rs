@@ -57,6 +57,9 @@ pub struct Metrics {
     pub store_fsyncs: Counter,
     pub history_bytes: Gauge,
     pub redis_reconnects: Counter,
+    pub registrations_refused: Counter,
+    pub foreign_results: Counter,
+    pub log_lines_dropped: Counter,
     /// The `frames_sent` series by kind, resolved once: counted for every delivered frame, where
     /// a label lookup (hash and lock) per frame showed in fan-out profiles.
     frame_counters: [(&'static str, Counter); 4],
@@ -82,6 +85,9 @@ impl Metrics {
             store_fsyncs: Counter::default(),
             history_bytes: Gauge::default(),
             redis_reconnects: Counter::default(),
+            registrations_refused: Counter::default(),
+            foreign_results: Counter::default(),
+            log_lines_dropped: Counter::default(),
             frame_counters: Default::default(),
         };
         let mut m = m.register().with_known_series();
@@ -214,6 +220,21 @@ impl Metrics {
             "iii_stream_redis_reconnects",
             "Redis pub/sub reconnections",
             self.redis_reconnects.clone(),
+        );
+        r.register(
+            "iii_stream_registrations_refused",
+            "Function registrations refused because another live connection owns the id",
+            self.registrations_refused.clone(),
+        );
+        r.register(
+            "iii_stream_foreign_results",
+            "Invocation results ignored because they came from a connection the call was not sent to",
+            self.foreign_results.clone(),
+        );
+        r.register(
+            "iii_stream_log_lines_dropped",
+            "Log lines dropped because the log sink did not keep up",
+            self.log_lines_dropped.clone(),
         );
         self
     }

@@ -75,6 +75,9 @@ pub enum RejectReason {
     JoinFailed,
     InvalidName,
     SubscriptionLimit,
+    /// The group's latest change cannot be made durable (e.g. the disk is full): a sync would
+    /// show data that may be lost.
+    StoreUnavailable,
 }
 
 impl FrameBody<'_> {

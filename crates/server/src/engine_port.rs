@@ -48,6 +48,9 @@ async fn telemetry(State(port): State<Port>, upgrade: WebSocketUpgrade) -> Respo
         })
 }
 
+/// Messages handled in a row before the reader yields to other tasks.
+const YIELD_EVERY: u32 = 64;
+
 /// Binary messages starting with these prefixes are telemetry sent on the main socket.
 const TELEMETRY_PREFIXES: [&[u8]; 3] = [b"OTLP", b"MTRC", b"LOGS"];
 
@@ -79,7 +82,15 @@ async fn serve_worker(engine: Engine, socket: WebSocket) {
         }
     };
     let reader = async {
+        let mut handled = 0u32;
         while let Some(received) = stream.next().await {
+            // A socket with a deep backlog (a worker re-registering 20,000 triggers) is ready
+            // on every poll; yield now and then so the other connections on this runtime
+            // thread keep their turn.
+            handled = handled.wrapping_add(1);
+            if handled % YIELD_EVERY == 0 {
+                tokio::task::yield_now().await;
+            }
             match received {
                 Ok(Message::Text(text)) => connection.handle_message(&text),
                 Ok(Message::Binary(bytes)) => {

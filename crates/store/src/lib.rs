@@ -125,6 +125,9 @@ impl Store {
     /// `admit` with it atomically with respect to the group's sequencer where the adapter allows
     /// (kv: under the group lock), so that a subscription registered by `admit` misses no frame
     /// and sees none twice.
+    ///
+    /// An error after `admit` ran means the snapshot shows changes that cannot be made durable
+    /// (kv: a failed commit); the subscription `admit` registered must be withdrawn.
     pub async fn snapshot<R>(
         &self,
         group: &GroupKey,

@@ -462,6 +462,14 @@ export async function assertNever(predicate, { forMs = 300, intervalMs = 10, mes
   if (await predicate()) throw new Error(typeof message === 'function' ? message() : message);
 }
 
+/** One sample of the server's `GET /metrics` (the first series starting with `name`); 0 if absent. */
+export async function metric(server, name) {
+  const res = await fetch(`http://127.0.0.1:${server.streamPort}/metrics`);
+  const text = await res.text();
+  const line = text.split('\n').find((l) => l.startsWith(name));
+  return line ? Number(line.split(' ').pop()) : 0;
+}
+
 /** A unique name for streams/groups/functions in this test run. */
 let uniqueCounter = 0;
 export function uid(prefix = 'e2e') {

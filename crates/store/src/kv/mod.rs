@@ -11,6 +11,7 @@ mod disk;
 mod group;
 mod keys;
 mod log;
+mod probe;
 mod watermark;
 
 use crate::clock::{new_epoch, now_ms};
@@ -22,6 +23,7 @@ use iii_stream_domain::{Change, Frame, GroupKey, ItemKey, JsonText, Sequencer};
 use iii_stream_metrics::metrics;
 pub(crate) use log::{DurableLog, LoadedGroup, Mutation, Record};
 use parking_lot::RwLock;
+use probe::WriteProbe;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -34,6 +36,8 @@ pub struct KvStore {
     sink: Arc<dyn EventSink>,
     /// `None` for `in_memory`.
     log: Option<DurableLog>,
+    /// `None` for `in_memory`.
+    probe: Option<WriteProbe>,
 }
 
 impl KvStore {
@@ -43,6 +47,7 @@ impl KvStore {
             streams: RwLock::new(Groups::new()),
             sink,
             log: None,
+            probe: None,
         }
     }
 
@@ -84,6 +89,7 @@ impl KvStore {
             streams: RwLock::new(streams),
             sink,
             log: Some(log),
+            probe: Some(WriteProbe::new(dir)),
         })
     }
 
@@ -112,8 +118,11 @@ impl KvStore {
     }
 
     fn writable(&self) -> Result<(), StoreError> {
-        match &self.log {
-            Some(log) => log.check(),
+        if let Some(log) = &self.log {
+            log.check()?;
+        }
+        match &self.probe {
+            Some(probe) => probe.check(),
             None => Ok(()),
         }
     }
@@ -344,13 +353,19 @@ impl KvStore {
         // The group's state is created if needed: the sync must carry the epoch its later
         // events will use.
         let cell = self.find_or_create(key);
-        let group = cell.state.lock();
-        let data = match item {
-            Some(item) => SnapshotData::Item(group.get(item).cloned()),
-            None => SnapshotData::Group(group.entries()),
+        let (admitted, lsn) = {
+            let group = cell.state.lock();
+            let data = match item {
+                Some(item) => SnapshotData::Item(group.get(item).cloned()),
+                None => SnapshotData::Group(group.entries()),
+            };
+            let stamp = group.sequencer.snapshot(now_ms());
+            (admit(Snapshot { stamp, data }), group.last_lsn)
         };
-        let stamp = group.sequencer.snapshot(now_ms());
-        Ok(admit(Snapshot { stamp, data }))
+        // The sync goes out once the changes it shows are durable; when they never will be (a
+        // failed commit), the caller must withdraw the subscription it admitted.
+        self.durable(Some(lsn)).await?;
+        Ok(admitted)
     }
 
     pub fn health(&self) -> Result<(), String> {

@@ -225,6 +225,13 @@ impl Session {
             match started {
                 Ok(Started::Stale) => continue,
                 Ok(_) => return,
+                Err(error) if self.withdraw(&sub) => {
+                    // Admitted on a snapshot whose changes cannot become durable: its sync
+                    // never goes out, and the client must not wait for it in silence.
+                    tracing::warn!(%error, group = ?sub.group, "join refused: the group's latest change cannot be made durable");
+                    self.reject(&sub, RejectReason::StoreUnavailable);
+                    return;
+                }
                 Err(error) => {
                     tracing::warn!(%error, group = ?sub.group, "join snapshot failed; subscribing without sync");
                     break;
@@ -293,6 +300,34 @@ impl Session {
             Err(_) => None,
         };
         service.hub.finish_deferred(&sub, sync);
+    }
+
+    /// Ends `sub` if it is still registered (its leave handlers fire); false if it is not.
+    fn withdraw(&self, sub: &Arc<Subscription>) -> bool {
+        let mut subscriptions = self.subscriptions.lock();
+        if !subscriptions
+            .get(&sub.id)
+            .is_some_and(|s| Arc::ptr_eq(s, sub))
+        {
+            return false;
+        }
+        subscriptions.remove(&sub.id);
+        drop(subscriptions);
+        self.end(sub);
+        true
+    }
+
+    /// Tells the client a subscription was refused after its join was accepted.
+    fn reject(&self, sub: &Subscription, reason: RejectReason) {
+        self.outbox
+            .push(crate::fanout::Outgoing::Text(frames::unauthorized(
+                &sub.group.stream,
+                &sub.group.group,
+                sub.item.as_deref(),
+                &sub.id,
+                reason,
+            )));
+        metrics().frame_sent("unauthorized");
     }
 
     /// Ends the subscription with this id, if any; its leave handlers fire.
