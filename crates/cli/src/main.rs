@@ -4,6 +4,13 @@ mod bench;
 mod logging;
 
 use anyhow::Context;
+
+/// jemalloc, with a background thread that returns freed pages to the system a second after they
+/// were freed (options in .cargo/config.toml): glibc's allocator kept the RSS of a burst (a flood
+/// of fresh group names, a queue of replies) long after it was freed (docs/limits.md, "Memory
+/// goes back").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use clap::{Parser, Subcommand};
 use iii_stream_server::Server;
 use std::path::PathBuf;

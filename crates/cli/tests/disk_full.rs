@@ -84,7 +84,9 @@ async fn a_join_on_a_change_that_cannot_become_durable_is_refused_with_a_reason(
 
     let mut subscriber = server.subscriber().await;
     subscriber.join("sub-g", "s", "g", None);
-    let frame = subscriber.frame(WAIT).await;
+    let Some(frame) = subscriber.next_frame(WAIT).await else {
+        panic!("no answer to the join:\n{}", server.log_text());
+    };
     assert_eq!(frame["event"]["type"], "unauthorized", "{frame}");
     assert_eq!(frame["reason"], "store_unavailable", "{frame}");
     assert_eq!(frame["subscriptionId"], "sub-g");

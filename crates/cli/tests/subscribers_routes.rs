@@ -160,7 +160,14 @@ async fn join_and_leave_messages_work_on_an_auto_joined_socket() {
         "the join handler saw the generated id before the sync"
     );
 
-    sub.join("extra", "rt-auto", "g2", None);
+    // The socket is bound to its path (docs/limits.md): a join outside it is refused...
+    sub.join("outside", "rt-auto", "g2", None);
+    let refused = sub.frame(WAIT).await;
+    assert_eq!(refused["event"]["type"], "unauthorized", "{refused}");
+    assert_eq!(refused["reason"], "path_bound");
+    assert_eq!(refused["subscriptionId"], "outside");
+    // ...and one inside it (an item of the path's group) works.
+    sub.join("extra", "rt-auto", "g", Some("i"));
     assert_eq!(sub.frame(WAIT).await["subscriptionId"], "extra");
     worker.set("rt-auto", "g", "i", json!(1)).await.unwrap();
     worker.set("rt-auto", "g2", "i", json!(2)).await.unwrap();
@@ -178,8 +185,8 @@ async fn join_and_leave_messages_work_on_an_auto_joined_socket() {
         leaves[0].data,
         json!({"subscription_id": generated, "stream_name": "rt-auto", "group_id": "g", "id": null, "context": null})
     );
-    worker.set("rt-auto", "g", "i", json!(3)).await.unwrap();
-    worker.set("rt-auto", "g2", "i", json!(4)).await.unwrap();
+    worker.set("rt-auto", "g", "j", json!(3)).await.unwrap();
+    worker.set("rt-auto", "g", "i", json!(4)).await.unwrap();
     let frame = sub.frame(WAIT).await;
     assert_eq!(
         (&frame["subscriptionId"], &frame["event"]["data"]),

@@ -37,7 +37,7 @@ pub(crate) struct RawEntry {
 #[derive(Debug)]
 pub(crate) enum EntryConfig {
     Stream(Box<RawStream>),
-    Manager(RawManager),
+    Manager(Box<RawManager>),
     /// An entry iii-stream does not serve; its config is not inspected.
     Other,
 }
@@ -122,7 +122,7 @@ impl EntryKind {
     fn absent(self) -> EntryConfig {
         match self {
             EntryKind::Stream => EntryConfig::Stream(Box::default()),
-            EntryKind::Manager => EntryConfig::Manager(RawManager::default()),
+            EntryKind::Manager => EntryConfig::Manager(Box::default()),
             EntryKind::Other => EntryConfig::Other,
         }
     }
@@ -137,7 +137,7 @@ impl<'de> DeserializeSeed<'de> for EntryKind {
                 Option::<Box<RawStream>>::deserialize(deserializer)?.unwrap_or_default(),
             ),
             EntryKind::Manager => EntryConfig::Manager(
-                Option::<RawManager>::deserialize(deserializer)?.unwrap_or_default(),
+                Option::<Box<RawManager>>::deserialize(deserializer)?.unwrap_or_default(),
             ),
             EntryKind::Other => {
                 IgnoredAny::deserialize(deserializer)?;
@@ -195,6 +195,10 @@ pub(crate) struct RawLimits {
     pub max_message_bytes: Option<PositiveCount>,
     pub outbound_queue_frames: Option<PositiveCount>,
     pub outbound_queue_bytes: Option<PositiveCount>,
+    pub write_timeout_ms: Option<PositiveMillis>,
+    pub joins_per_second: Option<PositiveCount>,
+    pub join_burst: Option<PositiveCount>,
+    pub max_groups_per_stream: Option<PositiveCount>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -203,6 +207,7 @@ pub(crate) struct RawHistory {
     pub max_events: Option<usize>,
     pub max_age_ms: Option<Millis>,
     pub max_total_bytes: Option<usize>,
+    pub max_idle_groups: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -228,6 +233,13 @@ pub(crate) struct RawManager {
     pub handshake_timeout_ms: Option<u64>,
     pub max_message_bytes: Option<usize>,
     pub invocation_timeout_ms: Option<u64>,
+    pub max_in_flight_calls: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub outbound_queue_frames: Option<usize>,
+    pub outbound_queue_bytes: Option<usize>,
+    pub ping_interval_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+    pub max_calls_per_second: Option<usize>,
     pub has_middleware: bool,
     pub has_rbac: bool,
     pub unknown_keys: Vec<String>,
@@ -268,6 +280,31 @@ impl<'de> Visitor<'de> for ManagerVisitor {
                 "invocation_timeout_ms" => {
                     raw.invocation_timeout_ms =
                         map.next_value::<Option<PositiveMillis>>()?.map(|v| v.0)
+                }
+                "ping_interval_ms" => {
+                    raw.ping_interval_ms = map.next_value::<Option<PositiveMillis>>()?.map(|v| v.0)
+                }
+                "idle_timeout_ms" => {
+                    raw.idle_timeout_ms = map.next_value::<Option<PositiveMillis>>()?.map(|v| v.0)
+                }
+                "max_in_flight_calls" => {
+                    raw.max_in_flight_calls =
+                        map.next_value::<Option<PositiveCount>>()?.map(|v| v.0)
+                }
+                "max_connections" => {
+                    raw.max_connections = map.next_value::<Option<PositiveCount>>()?.map(|v| v.0)
+                }
+                "outbound_queue_frames" => {
+                    raw.outbound_queue_frames =
+                        map.next_value::<Option<PositiveCount>>()?.map(|v| v.0)
+                }
+                "outbound_queue_bytes" => {
+                    raw.outbound_queue_bytes =
+                        map.next_value::<Option<PositiveCount>>()?.map(|v| v.0)
+                }
+                "max_calls_per_second" => {
+                    raw.max_calls_per_second =
+                        map.next_value::<Option<PositiveCount>>()?.map(|v| v.0)
                 }
                 "middleware_function_id" => {
                     map.next_value::<IgnoredAny>()?;

@@ -39,6 +39,19 @@ pub struct EngineConfig {
     pub handshake_timeout_ms: u64,
     pub max_message_bytes: usize,
     pub invocation_timeout_ms: u64,
+    /// Calls one connection may have running at once; beyond it the server stops reading that
+    /// socket until one finishes (docs/limits.md).
+    pub max_in_flight_calls: usize,
+    /// Open worker connections, across every engine listener.
+    pub max_connections: usize,
+    /// Messages queued for one connection before it is closed for not reading them.
+    pub outbound_queue_frames: usize,
+    pub outbound_queue_bytes: usize,
+    pub ping_interval_ms: u64,
+    /// A connection silent for longer is closed.
+    pub idle_timeout_ms: u64,
+    /// Calls per second one connection may make; `None` for no limit.
+    pub max_calls_per_second: Option<usize>,
 }
 
 impl Default for EngineConfig {
@@ -49,6 +62,13 @@ impl Default for EngineConfig {
             handshake_timeout_ms: 10_000,
             max_message_bytes: 67_108_864,
             invocation_timeout_ms: 600_000,
+            max_in_flight_calls: 1_024,
+            max_connections: 10_000,
+            outbound_queue_frames: 16_384,
+            outbound_queue_bytes: 268_435_456,
+            ping_interval_ms: 30_000,
+            idle_timeout_ms: 90_000,
+            max_calls_per_second: None,
         }
     }
 }
@@ -155,6 +175,14 @@ pub struct Limits {
     pub max_message_bytes: usize,
     pub outbound_queue_frames: usize,
     pub outbound_queue_bytes: usize,
+    /// A connection whose queued frames cannot be written for this long is a slow consumer.
+    pub write_timeout_ms: u64,
+    /// Joins per second one connection may make (a token bucket refilled at this rate)...
+    pub joins_per_second: usize,
+    /// ...holding at most this many tokens.
+    pub join_burst: usize,
+    /// Groups with state in memory per stream (kv adapter); `None` for no limit.
+    pub max_groups_per_stream: Option<usize>,
 }
 
 impl Default for Limits {
@@ -165,6 +193,10 @@ impl Default for Limits {
             max_message_bytes: 1_048_576,
             outbound_queue_frames: 4_096,
             outbound_queue_bytes: 8_388_608,
+            write_timeout_ms: 30_000,
+            joins_per_second: 100,
+            join_burst: 1_000,
+            max_groups_per_stream: None,
         }
     }
 }
@@ -175,6 +207,9 @@ pub struct History {
     pub max_events: usize,
     pub max_age_ms: u64,
     pub max_total_bytes: usize,
+    /// Groups without items or subscribers kept for `max_age_ms` (for resume and a continuous
+    /// numbering) at most; beyond it the oldest go early (docs/limits.md).
+    pub max_idle_groups: usize,
 }
 
 impl Default for History {
@@ -183,6 +218,7 @@ impl Default for History {
             max_events: 1_000,
             max_age_ms: 300_000,
             max_total_bytes: 268_435_456,
+            max_idle_groups: 16_384,
         }
     }
 }

@@ -67,8 +67,10 @@ pub(crate) fn resolve(document: RawDocument, file: &str) -> Result<Config, Confi
             }
             EntryConfig::Manager(raw) => {
                 manager_entries += 1;
-                if let Some(listener) = engine_config(raw, &label, &mut warnings) {
-                    engine.push((label, listener));
+                match engine_config(*raw, &label, &mut warnings) {
+                    Ok(Some(listener)) => engine.push((label, listener)),
+                    Ok(None) => {}
+                    Err(message) => return Err(invalid(format!("{label}: config"), message)),
                 }
             }
             EntryConfig::Other => warnings.push(format!(
@@ -126,7 +128,11 @@ pub(crate) fn resolve(document: RawDocument, file: &str) -> Result<Config, Confi
 }
 
 /// `None` when the entry must not be served.
-fn engine_config(raw: RawManager, label: &str, warnings: &mut Vec<String>) -> Option<EngineConfig> {
+fn engine_config(
+    raw: RawManager,
+    label: &str,
+    warnings: &mut Vec<String>,
+) -> Result<Option<EngineConfig>, String> {
     for key in &raw.unknown_keys {
         warnings.push(format!("{label}: unknown key `config.{key}` ignored"));
     }
@@ -140,10 +146,10 @@ fn engine_config(raw: RawManager, label: &str, warnings: &mut Vec<String>) -> Op
         warnings.push(format!(
             "{label}: contains `rbac`, which iii-stream does not enforce; this engine listener is not opened"
         ));
-        return None;
+        return Ok(None);
     }
     let defaults = EngineConfig::default();
-    Some(EngineConfig {
+    let config = EngineConfig {
         host: raw.host.unwrap_or(defaults.host),
         port: raw.port.unwrap_or(defaults.port),
         handshake_timeout_ms: raw
@@ -153,7 +159,28 @@ fn engine_config(raw: RawManager, label: &str, warnings: &mut Vec<String>) -> Op
         invocation_timeout_ms: raw
             .invocation_timeout_ms
             .unwrap_or(defaults.invocation_timeout_ms),
-    })
+        max_in_flight_calls: raw
+            .max_in_flight_calls
+            .unwrap_or(defaults.max_in_flight_calls),
+        max_connections: raw.max_connections.unwrap_or(defaults.max_connections),
+        outbound_queue_frames: raw
+            .outbound_queue_frames
+            .unwrap_or(defaults.outbound_queue_frames),
+        outbound_queue_bytes: raw
+            .outbound_queue_bytes
+            .unwrap_or(defaults.outbound_queue_bytes),
+        ping_interval_ms: raw.ping_interval_ms.unwrap_or(defaults.ping_interval_ms),
+        idle_timeout_ms: raw.idle_timeout_ms.unwrap_or(defaults.idle_timeout_ms),
+        max_calls_per_second: raw.max_calls_per_second.or(defaults.max_calls_per_second),
+    };
+    if config.idle_timeout_ms <= config.ping_interval_ms {
+        return Err(format!(
+            "idle_timeout_ms ({}) must be greater than ping_interval_ms ({}), or quiet but healthy \
+             workers would be closed before they are pinged",
+            config.idle_timeout_ms, config.ping_interval_ms
+        ));
+    }
+    Ok(Some(config))
 }
 
 /// Errors are `(key path inside config, message)`.
@@ -209,6 +236,13 @@ fn stream_config(
                 outbound_queue_bytes: l
                     .outbound_queue_bytes
                     .map_or(d.outbound_queue_bytes, |v| v.0),
+                write_timeout_ms: l.write_timeout_ms.map_or(d.write_timeout_ms, |v| v.0),
+                joins_per_second: l.joins_per_second.map_or(d.joins_per_second, |v| v.0),
+                join_burst: l.join_burst.map_or(d.join_burst, |v| v.0),
+                max_groups_per_stream: l
+                    .max_groups_per_stream
+                    .map(|v| v.0)
+                    .or(d.max_groups_per_stream),
             }
         }
         None => defaults.limits,
@@ -220,6 +254,7 @@ fn stream_config(
                 max_events: h.max_events.unwrap_or(d.max_events),
                 max_age_ms: h.max_age_ms.map_or(d.max_age_ms, |v| v.0),
                 max_total_bytes: h.max_total_bytes.unwrap_or(d.max_total_bytes),
+                max_idle_groups: h.max_idle_groups.unwrap_or(d.max_idle_groups),
             }
         }
         None => defaults.history,

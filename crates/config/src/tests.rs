@@ -71,6 +71,13 @@ fn defaults() {
                 handshake_timeout_ms: 10_000,
                 max_message_bytes: 67_108_864,
                 invocation_timeout_ms: 600_000,
+                max_in_flight_calls: 1_024,
+                max_connections: 10_000,
+                outbound_queue_frames: 16_384,
+                outbound_queue_bytes: 268_435_456,
+                ping_interval_ms: 30_000,
+                idle_timeout_ms: 90_000,
+                max_calls_per_second: None,
             }],
             stream: StreamConfig {
                 host: "0.0.0.0".to_owned(),
@@ -95,11 +102,16 @@ fn defaults() {
                     max_message_bytes: 1_048_576,
                     outbound_queue_frames: 4_096,
                     outbound_queue_bytes: 8_388_608,
+                    write_timeout_ms: 30_000,
+                    joins_per_second: 100,
+                    join_burst: 1_000,
+                    max_groups_per_stream: None,
                 },
                 history: History {
                     max_events: 1_000,
                     max_age_ms: 300_000,
                     max_total_bytes: 268_435_456,
+                    max_idle_groups: 16_384,
                 },
                 triggers: Triggers {
                     max_concurrency: 256,
@@ -200,7 +212,11 @@ limits:
   max_message_bytes: 9
   outbound_queue_frames: 10
   outbound_queue_bytes: 11
-history: {max_events: 0, max_age_ms: 0, max_total_bytes: 0}
+  write_timeout_ms: 16
+  joins_per_second: 17
+  join_burst: 18
+  max_groups_per_stream: 19
+history: {max_events: 0, max_age_ms: 0, max_total_bytes: 0, max_idle_groups: 0}
 triggers: {max_concurrency: 12, max_pending_per_trigger: 13}
 keepalive: {ping_interval_ms: 14, idle_timeout_ms: 15}
 metrics: false
@@ -232,11 +248,16 @@ shutdown_timeout_ms: 0
                 max_message_bytes: 9,
                 outbound_queue_frames: 10,
                 outbound_queue_bytes: 11,
+                write_timeout_ms: 16,
+                joins_per_second: 17,
+                join_burst: 18,
+                max_groups_per_stream: Some(19),
             },
             history: History {
                 max_events: 0,
                 max_age_ms: 0,
                 max_total_bytes: 0,
+                max_idle_groups: 0,
             },
             triggers: Triggers {
                 max_concurrency: 12,
@@ -560,7 +581,8 @@ fn unknown_nested_key_names_the_key_and_line() {
         message,
         "workers[0].config.limits: unknown field `max_conections`, expected one of \
          `max_connections`, `max_subscriptions_per_connection`, `max_message_bytes`, \
-         `outbound_queue_frames`, `outbound_queue_bytes`"
+         `outbound_queue_frames`, `outbound_queue_bytes`, `write_timeout_ms`, `joins_per_second`, \
+         `join_burst`, `max_groups_per_stream`"
     );
 
     for (section, key) in [
@@ -742,6 +764,13 @@ workers:
       handshake_timeout_ms: 1
       max_message_bytes: 2
       invocation_timeout_ms: 3
+      max_in_flight_calls: 4
+      max_connections: 5
+      outbound_queue_frames: 6
+      outbound_queue_bytes: 7
+      ping_interval_ms: 8
+      idle_timeout_ms: 9
+      max_calls_per_second: 10
 ");
     assert_eq!(
         config.engine,
@@ -751,7 +780,22 @@ workers:
             handshake_timeout_ms: 1,
             max_message_bytes: 2,
             invocation_timeout_ms: 3,
+            max_in_flight_calls: 4,
+            max_connections: 5,
+            outbound_queue_frames: 6,
+            outbound_queue_bytes: 7,
+            ping_interval_ms: 8,
+            idle_timeout_ms: 9,
+            max_calls_per_second: Some(10),
         }]
+    );
+    let (key, message) = invalid_err(
+        "workers:\n  - name: iii-worker-manager\n    config: {ping_interval_ms: 9, idle_timeout_ms: 9}\n",
+    );
+    assert_eq!(key, "workers[0] `iii-worker-manager`: config");
+    assert!(
+        message.contains("must be greater than ping_interval_ms"),
+        "{message}"
     );
 }
 

@@ -5,6 +5,7 @@
 //! epochs, so every rule is testable with plain values.
 
 pub mod event;
+pub mod idle;
 pub mod names;
 pub mod sequencer;
 pub mod update;

@@ -2,9 +2,11 @@
 //! sends, in arrival order.
 
 use crate::invocation::CallOptions;
+use crate::outbox::{Outbox, Queued};
+use crate::rate::TokenBucket;
 use crate::registry::Registration;
 use crate::{Engine, shutting_down_error};
-use iii_stream_metrics::metrics;
+use iii_stream_metrics::{Limit, metrics};
 use iii_stream_protocol::engine::{
     CallMode, Decoded, InvokeFunction, ServerMessage, WorkerMessage, decode_worker_message,
 };
@@ -15,7 +17,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Waker};
-use tokio::sync::mpsc;
+use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 /// What the transport must do next on a worker socket.
@@ -25,6 +27,40 @@ pub enum Outbound {
     Text(String),
     /// Close the socket (shutdown, reattach elsewhere).
     Close,
+}
+
+impl Queued for Outbound {
+    fn byte_len(&self) -> usize {
+        match self {
+            Self::Text(text) => text.len(),
+            Self::Close => 0,
+        }
+    }
+}
+
+/// The outbound queue of one worker connection.
+pub type WorkerOutbox = Outbox<Outbound>;
+
+/// Bounds of one worker connection (docs/limits.md).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Calls running at once; [`WorkerConnection::handle_message`] waits for one to end beyond.
+    pub max_in_flight_calls: usize,
+    pub outbound_queue_frames: usize,
+    pub outbound_queue_bytes: usize,
+    /// Calls a second; `None` for no limit.
+    pub max_calls_per_second: Option<usize>,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_in_flight_calls: 1024,
+            outbound_queue_frames: 16_384,
+            outbound_queue_bytes: 256 << 20,
+            max_calls_per_second: None,
+        }
+    }
 }
 
 /// Python SDK 0.23 closes its socket on messages above 1 MiB.
@@ -40,7 +76,7 @@ struct Description {
 pub(crate) struct WorkerHandle {
     pub(crate) id: Arc<str>,
     pub(crate) token: String,
-    tx: mpsc::UnboundedSender<Outbound>,
+    outbox: Arc<WorkerOutbox>,
     description: Mutex<Description>,
     closed: AtomicBool,
     warned_namespace: AtomicBool,
@@ -50,18 +86,23 @@ pub(crate) struct WorkerHandle {
 }
 
 impl WorkerHandle {
-    pub(crate) fn new() -> (Arc<Self>, mpsc::UnboundedReceiver<Outbound>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let handle = Arc::new(Self {
+    pub(crate) fn new(limits: &ConnectionLimits) -> Arc<Self> {
+        Arc::new(Self {
             id: Uuid::new_v4().to_string().into(),
             token: Uuid::new_v4().to_string(),
-            tx,
+            outbox: Arc::new(Outbox::new(
+                limits.outbound_queue_frames,
+                limits.outbound_queue_bytes,
+            )),
             description: Mutex::default(),
             closed: AtomicBool::new(false),
             warned_namespace: AtomicBool::new(false),
             calls: Mutex::default(),
-        });
-        (handle, rx)
+        })
+    }
+
+    pub(crate) fn outbox(&self) -> &Arc<WorkerOutbox> {
+        &self.outbox
     }
 
     pub(crate) fn send(&self, text: String) {
@@ -74,12 +115,13 @@ impl WorkerHandle {
                 "sending a message above 1 MiB to a Python worker; iii-sdk 0.23 will drop its connection"
             );
         }
-        // A closed receiver means the connection is gone; its clean-up handles the rest.
-        let _ = self.tx.send(Outbound::Text(text));
+        // On overflow the transport closes the socket (and says so); the clean-up then fails
+        // what is pending on it.
+        let _ = self.outbox.push(Outbound::Text(text));
     }
 
     pub(crate) fn close_transport(&self) {
-        let _ = self.tx.send(Outbound::Close);
+        let _ = self.outbox.push(Outbound::Close);
     }
 
     /// Marks the connection closed; true the first time only.
@@ -151,11 +193,25 @@ impl WorkerHandle {
 pub struct WorkerConnection {
     engine: Engine,
     pub(crate) handle: Arc<WorkerHandle>,
+    /// One permit per call allowed to run at once.
+    calls: Arc<Semaphore>,
+    rate: Option<Mutex<TokenBucket>>,
 }
 
 impl WorkerConnection {
-    pub(crate) fn new(engine: Engine, handle: Arc<WorkerHandle>) -> Self {
-        Self { engine, handle }
+    pub(crate) fn new(
+        engine: Engine,
+        handle: Arc<WorkerHandle>,
+        limits: &ConnectionLimits,
+    ) -> Self {
+        Self {
+            engine,
+            handle,
+            calls: Arc::new(Semaphore::new(limits.max_in_flight_calls.max(1))),
+            rate: limits
+                .max_calls_per_second
+                .map(|rate| Mutex::new(TokenBucket::new(rate, rate, std::time::Instant::now()))),
+        }
     }
 
     pub fn worker_id(&self) -> &str {
@@ -163,8 +219,10 @@ impl WorkerConnection {
     }
 
     /// Handles one inbound text message. Registrations take effect before this returns;
-    /// invocations run concurrently and answer through the outbound queue.
-    pub fn handle_message(&self, text: &str) {
+    /// invocations run concurrently and answer through the outbound queue. While the connection
+    /// has `max_in_flight_calls` calls running, a call waits here for one of them to end, so the
+    /// transport stops reading the socket instead of buffering.
+    pub async fn handle_message(&self, text: &str) {
         if text.trim().is_empty() {
             return;
         }
@@ -224,7 +282,7 @@ impl WorkerConnection {
                 let types = engine.0.trigger_types.read();
                 engine.0.registry.unregister_trigger(&id, &types);
             }
-            WorkerMessage::InvokeFunction(call) => self.invoke(call),
+            WorkerMessage::InvokeFunction(call) => self.invoke(call).await,
             WorkerMessage::InvocationResult(result) => {
                 engine.0.invocations.complete(
                     &self.handle,
@@ -264,7 +322,7 @@ impl WorkerConnection {
         }
     }
 
-    fn invoke(&self, call: InvokeFunction<'_>) {
+    async fn invoke(&self, call: InvokeFunction<'_>) {
         let mode = call.mode();
         let reply_to = match (mode, call.invocation_id.as_deref()) {
             (CallMode::Enqueue, Some(id)) => {
@@ -286,6 +344,29 @@ impl WorkerConnection {
                 .reply(id, function_id, &Err(shutting_down_error()));
             return;
         }
+        if let Some(rate) = &self.rate
+            && !rate.lock().take(std::time::Instant::now())
+        {
+            metrics().limit_refused(Limit::CallsPerSecond);
+            if let Some((id, function_id)) = &reply_to {
+                let error = ErrorBody::new(
+                    ErrorCode::RateLimited,
+                    "Too many calls: this connection exceeds max_calls_per_second",
+                );
+                self.handle.reply(id, function_id, &Err(error));
+            }
+            return;
+        }
+        let permit = match self.calls.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                metrics().limit_refused(Limit::InFlightCalls);
+                match self.calls.clone().acquire_owned().await {
+                    Ok(permit) => permit,
+                    Err(_) => return,
+                }
+            }
+        };
         let options = CallOptions {
             timeout: self.engine.relay_timeout(),
             metadata: call.metadata.map(|m| Arc::from(m.to_owned())),
@@ -297,6 +378,7 @@ impl WorkerConnection {
         let caller = self.handle.clone();
         let function_id = call.function_id.into_owned();
         run_eagerly(async move {
+            let _permit = permit;
             let outcome = outcome.await;
             match reply_to {
                 Some((id, function_id)) => caller.reply(&id, &function_id, &outcome),

@@ -60,7 +60,9 @@ struct PendingGuard<'a> {
 
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
-        self.invocations.pending.lock().remove(&self.id);
+        if self.invocations.pending.lock().remove(&self.id).is_some() {
+            metrics().pending_invocations.dec();
+        }
         self.worker.forget_call(&self.id);
     }
 }
@@ -82,6 +84,7 @@ impl Invocations {
                 tx,
             },
         );
+        metrics().pending_invocations.inc();
         worker.remember_call(id);
         let _guard = PendingGuard {
             invocations: self,
@@ -136,6 +139,7 @@ impl Invocations {
         };
         match pending {
             Some(pending) => {
+                metrics().pending_invocations.dec();
                 from.forget_call(&key);
                 let _ = pending.tx.send(outcome);
             }
@@ -154,6 +158,7 @@ impl Invocations {
             let mut pending = self.pending.lock();
             ids.iter().filter_map(|id| pending.remove(id)).collect()
         };
+        metrics().pending_invocations.dec_by(failed.len() as i64);
         for pending in failed {
             let _ = pending.tx.send(Err(ErrorBody::invocation_stopped()));
         }

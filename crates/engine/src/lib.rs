@@ -12,11 +12,13 @@
 mod builtin;
 mod connection;
 mod invocation;
+pub mod outbox;
+pub mod rate;
 mod registry;
 mod trigger;
 
 pub use builtin::{BoxOutcome, BuiltinCall, BuiltinFn};
-pub use connection::{Outbound, WorkerConnection};
+pub use connection::{ConnectionLimits, Outbound, WorkerConnection, WorkerOutbox};
 pub use invocation::CallOptions;
 pub use trigger::{Trigger, TriggerType};
 
@@ -31,7 +33,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 /// What a function call produced: a value, "no result" (`Ok(None)`), or an error.
 pub type Outcome = Result<Option<Box<RawValue>>, ErrorBody>;
@@ -105,9 +106,10 @@ impl Engine {
         self.0.registry.function_owner(id).is_some()
     }
 
-    /// A new worker connection. `workerregistered` is already queued on the returned receiver.
-    pub fn connect(&self) -> (WorkerConnection, mpsc::UnboundedReceiver<Outbound>) {
-        let (handle, rx) = WorkerHandle::new();
+    /// A new worker connection. `workerregistered` is already queued on the returned outbox,
+    /// which the transport drains.
+    pub fn connect(&self, limits: &ConnectionLimits) -> (WorkerConnection, Arc<WorkerOutbox>) {
+        let handle = WorkerHandle::new(limits);
         handle.send(
             ServerMessage::WorkerRegistered {
                 worker_id: &handle.id,
@@ -121,7 +123,8 @@ impl Engine {
             .insert(handle.id.clone(), handle.clone());
         metrics().worker_connections.inc();
         tracing::debug!(worker = %handle.id, "worker connected");
-        (WorkerConnection::new(self.clone(), handle), rx)
+        let outbox = handle.outbox().clone();
+        (WorkerConnection::new(self.clone(), handle, limits), outbox)
     }
 
     /// Ends a worker connection: fails what is pending on it, releases what it still owns, and

@@ -6,7 +6,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+pub use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::LazyLock;
@@ -38,6 +38,66 @@ pub struct ServerCallLabels {
     pub outcome: &'static str,
 }
 
+/// A bound a peer ran into (the `limit` label of `iii_stream_limit_refusals_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Limit {
+    /// `limits.joins_per_second` / `join_burst`: a join refused with `rate_limited`.
+    JoinsPerSecond,
+    /// `limits.max_subscriptions_per_connection`: a join refused with `subscription_limit`.
+    SubscriptionsPerConnection,
+    /// `limits.max_groups_per_stream`: a write or join that would create one group too many.
+    GroupsPerStream,
+    /// A `join` message on a socket opened at a `/stream/...` path.
+    PathBound,
+    /// `limits.max_connections`: a subscriber handshake answered 503.
+    SubscriberConnections,
+    /// More unhandled messages than a subscriber connection may queue (closed with 1008).
+    SubscriberInbox,
+    /// `iii-worker-manager` `max_connections`: a worker handshake answered 503.
+    WorkerConnections,
+    /// `max_calls_per_second`: a call answered `rate_limited`.
+    CallsPerSecond,
+    /// `max_in_flight_calls` reached: the server stopped reading the socket until a call ended.
+    InFlightCalls,
+    /// A worker that does not read what it is sent (closed with 1013).
+    WorkerOutbound,
+}
+
+impl Limit {
+    pub const ALL: [Self; 10] = [
+        Self::JoinsPerSecond,
+        Self::SubscriptionsPerConnection,
+        Self::GroupsPerStream,
+        Self::PathBound,
+        Self::SubscriberConnections,
+        Self::SubscriberInbox,
+        Self::WorkerConnections,
+        Self::CallsPerSecond,
+        Self::InFlightCalls,
+        Self::WorkerOutbound,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::JoinsPerSecond => "joins_per_second",
+            Self::SubscriptionsPerConnection => "subscriptions_per_connection",
+            Self::GroupsPerStream => "groups_per_stream",
+            Self::PathBound => "path_bound",
+            Self::SubscriberConnections => "subscriber_connections",
+            Self::SubscriberInbox => "subscriber_inbox",
+            Self::WorkerConnections => "worker_connections",
+            Self::CallsPerSecond => "calls_per_second",
+            Self::InFlightCalls => "in_flight_calls",
+            Self::WorkerOutbound => "worker_outbound",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabel {
+    pub limit: &'static str,
+}
+
 /// Every metric of the server.
 pub struct Metrics {
     registry: Registry,
@@ -60,6 +120,11 @@ pub struct Metrics {
     pub registrations_refused: Counter,
     pub foreign_results: Counter,
     pub log_lines_dropped: Counter,
+    pub limit_refusals: Family<LimitLabel, Counter>,
+    /// Groups whose state is in memory (kv store) and channels the fan-out keeps.
+    pub groups: Gauge,
+    pub channels: Gauge,
+    pub pending_invocations: Gauge,
     /// The `frames_sent` series by kind, resolved once: counted for every delivered frame, where
     /// a label lookup (hash and lock) per frame showed in fan-out profiles.
     frame_counters: [(&'static str, Counter); 4],
@@ -88,6 +153,10 @@ impl Metrics {
             registrations_refused: Counter::default(),
             foreign_results: Counter::default(),
             log_lines_dropped: Counter::default(),
+            limit_refusals: Family::default(),
+            groups: Gauge::default(),
+            channels: Gauge::default(),
+            pending_invocations: Gauge::default(),
             frame_counters: Default::default(),
         };
         let mut m = m.register().with_known_series();
@@ -134,6 +203,11 @@ impl Metrics {
         }
         for outcome in ["replayed", "resynced"] {
             drop(self.resumes.get_or_create(&OutcomeLabel { outcome }));
+        }
+        for limit in Limit::ALL {
+            drop(self.limit_refusals.get_or_create(&LimitLabel {
+                limit: limit.as_str(),
+            }));
         }
         for kind in ["auth", "join", "leave", "condition", "trigger", "provider"] {
             for outcome in ["ok", "error", "timeout", "dropped"] {
@@ -236,7 +310,36 @@ impl Metrics {
             "Log lines dropped because the log sink did not keep up",
             self.log_lines_dropped.clone(),
         );
+        r.register(
+            "iii_stream_limit_refusals",
+            "Requests refused, throttled or closed because a peer ran into a bound",
+            self.limit_refusals.clone(),
+        );
+        r.register(
+            "iii_stream_groups",
+            "Groups whose state is held in memory (kv store)",
+            self.groups.clone(),
+        );
+        r.register(
+            "iii_stream_channels",
+            "Groups the fan-out keeps subscribers or resume history for",
+            self.channels.clone(),
+        );
+        r.register(
+            "iii_stream_pending_invocations",
+            "Calls into workers waiting for their answer",
+            self.pending_invocations.clone(),
+        );
         self
+    }
+
+    /// Counts one request a bound refused (or throttled, or closed).
+    pub fn limit_refused(&self, limit: Limit) {
+        self.limit_refusals
+            .get_or_create(&LimitLabel {
+                limit: limit.as_str(),
+            })
+            .inc();
     }
 
     /// Counts one call of a built-in function.

@@ -25,6 +25,8 @@ pub enum ErrorCode {
     StreamListAllError,
     StreamInvalidName,
     JsonError,
+    /// A connection exceeded a configured rate (docs/limits.md).
+    RateLimited,
 }
 
 impl ErrorCode {
@@ -49,6 +51,7 @@ impl ErrorCode {
             Self::StreamListAllError => "STREAM_LIST_ALL_ERROR",
             Self::StreamInvalidName => "STREAM_INVALID_NAME",
             Self::JsonError => "JSON_ERROR",
+            Self::RateLimited => "rate_limited",
         }
     }
 }

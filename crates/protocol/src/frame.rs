@@ -78,6 +78,13 @@ pub enum RejectReason {
     /// The group's latest change cannot be made durable (e.g. the disk is full): a sync would
     /// show data that may be lost.
     StoreUnavailable,
+    /// A `join` on a socket opened at a `/stream/...` path: such a socket carries that one
+    /// subscription only.
+    PathBound,
+    /// The connection joins faster than `limits.joins_per_second` allows.
+    RateLimited,
+    /// The join would create more groups in the stream than `limits.max_groups_per_stream`.
+    GroupLimit,
 }
 
 impl FrameBody<'_> {

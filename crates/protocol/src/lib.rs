@@ -12,6 +12,7 @@ pub mod engine;
 pub mod error;
 pub mod frame;
 pub mod subscriber;
+pub mod url;
 
 pub use error::{ErrorBody, ErrorCode};
 pub use serde_json::value::RawValue;

@@ -9,7 +9,9 @@ mod accept;
 mod engine_port;
 mod health;
 mod inbox;
+mod slot;
 mod stream_port;
+mod writer;
 mod ws;
 
 use health::Health;
@@ -62,10 +64,11 @@ impl Server {
         let subscribers = Arc::new(AtomicUsize::new(0));
         let mut listeners = Vec::new();
         let mut engine_addrs = Vec::new();
+        let workers = Arc::new(AtomicUsize::new(0));
         for listener in &config.engine {
             let socket = accept::bind(&listener.host, listener.port).await?;
             engine_addrs.push(local_addr(&socket));
-            let router = engine_port::router(engine.clone(), listener);
+            let router = engine_port::router(engine.clone(), listener, workers.clone());
             let head_timeout = Duration::from_millis(listener.handshake_timeout_ms);
             listeners.push(tokio::spawn(accept::serve(
                 socket,
@@ -80,6 +83,7 @@ impl Server {
             service: service.clone(),
             health: health.clone(),
             connections: subscribers.clone(),
+            authenticating: Arc::default(),
             stop: stopped.clone(),
         });
         listeners.push(tokio::spawn(accept::serve(

@@ -3,6 +3,8 @@
 
 use crate::health::Health;
 use crate::inbox::Inbox;
+use crate::slot::Slot;
+use crate::writer::{self, Stop, ToWire};
 use crate::ws::{self, GOING_AWAY, MESSAGE_TOO_BIG, POLICY_VIOLATION, TRY_AGAIN_LATER};
 use axum::Router;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -11,19 +13,18 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use iii_stream_config::StreamConfig;
-use iii_stream_metrics::{OutcomeLabel, metrics};
+use iii_stream_metrics::{Limit, OutcomeLabel, metrics};
 use iii_stream_protocol::RawValue;
 use iii_stream_protocol::subscriber::{Join, Since};
-use iii_stream_service::fanout::{Closed, Outbox};
+use iii_stream_protocol::url::{PathError, StreamPath, parse_stream_path, since_from_query};
+use iii_stream_service::fanout::{Outbox, Outgoing};
 use iii_stream_service::{AuthDecision, HandshakeRequest, StreamService};
-use percent_encoding::percent_decode_str;
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::watch;
-use tokio::time::{Instant, interval_at, timeout};
+use tokio::time::timeout;
 
 /// Read buffer of a subscriber socket. tungstenite zero-fills its whole read buffer before every
 /// read attempt, so the 128 KiB default cost a 128 KiB memset per wake-up (a third of the
@@ -36,6 +37,8 @@ pub(crate) struct Port {
     pub(crate) service: Arc<StreamService>,
     pub(crate) health: Arc<Health>,
     pub(crate) connections: Arc<AtomicUsize>,
+    /// Handshakes waiting for the auth function.
+    pub(crate) authenticating: Arc<AtomicUsize>,
     pub(crate) stop: watch::Receiver<bool>,
 }
 
@@ -61,10 +64,10 @@ async fn route(
         )
             .into_response(),
         "/" => handshake(port, None, addr, request).await,
-        _ => match path.strip_prefix("/stream/").map(target) {
+        _ => match path.strip_prefix("/stream/").map(parse_stream_path) {
             Some(Ok(target)) => handshake(port, Some(target), addr, request).await,
-            Some(Err(status)) => refuse(status, "bad_request"),
-            None => refuse(StatusCode::NOT_FOUND, "bad_request"),
+            Some(Err(PathError::BadRequest)) => refuse(StatusCode::BAD_REQUEST, "bad_request"),
+            Some(Err(PathError::NotFound)) | None => refuse(StatusCode::NOT_FOUND, "bad_request"),
         },
     }
 }
@@ -77,78 +80,9 @@ fn refuse(status: StatusCode, outcome: &'static str) -> Response {
     status.into_response()
 }
 
-/// The subscription a `/stream/…` URL asks for.
-struct Target {
-    stream: String,
-    group: String,
-    item: Option<String>,
-}
-
-/// Parses `{stream}/{group}[/{item}][/]`: 404 for another number of segments, 400 for a segment
-/// that is empty or not UTF-8 once decoded (`+` is not special).
-fn target(rest: &str) -> Result<Target, StatusCode> {
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    let segments: Vec<&str> = rest.split('/').collect();
-    if !(2..=3).contains(&segments.len()) {
-        return Err(StatusCode::NOT_FOUND);
-    }
-    let decode = |segment: &str| match percent_decode_str(segment).decode_utf8() {
-        Ok(name) if !name.is_empty() => Ok(name.into_owned()),
-        _ => Err(StatusCode::BAD_REQUEST),
-    };
-    Ok(Target {
-        stream: decode(segments[0])?,
-        group: decode(segments[1])?,
-        item: segments.get(2).map(|s| decode(s)).transpose()?,
-    })
-}
-
-/// `since_epoch` and `since_seq` query parameters resume an auto-join.
-fn since_from_query(query: Option<&str>) -> Option<Since> {
-    let (mut epoch, mut seq) = (None, None);
-    for piece in query?.split('&') {
-        match piece.split_once('=') {
-            Some(("since_epoch", value)) => {
-                epoch = percent_decode_str(value)
-                    .decode_utf8()
-                    .ok()
-                    .map(|v| v.into_owned());
-            }
-            Some(("since_seq", value)) => seq = value.parse().ok(),
-            _ => {}
-        }
-    }
-    Some(Since {
-        epoch: epoch?,
-        seq: seq?,
-    })
-}
-
-/// A reserved place among the open subscriber connections.
-struct Slot(Arc<AtomicUsize>);
-
-impl Slot {
-    fn take(counter: &Arc<AtomicUsize>, max: usize) -> Option<Self> {
-        counter
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()?;
-        metrics().subscriber_connections.inc();
-        Some(Self(counter.clone()))
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-        metrics().subscriber_connections.dec();
-    }
-}
-
 async fn handshake(
     port: Port,
-    target: Option<Target>,
+    target: Option<StreamPath>,
     addr: SocketAddr,
     request: Request,
 ) -> Response {
@@ -157,13 +91,23 @@ async fn handshake(
         return refuse(StatusCode::UPGRADE_REQUIRED, "bad_request");
     };
     let config = port.service.config();
-    let Some(slot) = Slot::take(&port.connections, config.limits.max_connections) else {
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, "over_limit");
+    let limit = config.limits.max_connections;
+    let over_limit = || {
+        metrics().limit_refused(Limit::SubscriberConnections);
+        refuse(StatusCode::SERVICE_UNAVAILABLE, "over_limit")
     };
+    if port.connections.load(Ordering::Acquire) >= limit {
+        return over_limit();
+    }
     // Without an auth function there is nobody to show the request to: skip copying it.
     let context = match &config.auth_function {
         None => None,
         Some(_) => {
+            // Handshakes waiting for the auth function are bounded on their own, so a flood of
+            // them can never hold the places of connected subscribers.
+            let Some(_authenticating) = Slot::take(&port.authenticating, limit, None) else {
+                return over_limit();
+            };
             let handshake = HandshakeRequest {
                 headers: parts
                     .headers
@@ -180,6 +124,13 @@ async fn handshake(
             }
         }
     };
+    let Some(slot) = Slot::take(
+        &port.connections,
+        limit,
+        Some(&metrics().subscriber_connections),
+    ) else {
+        return over_limit();
+    };
     // The Motia clients offer ['Authorization', token] and abort unless one is selected.
     let offered = parts
         .headers
@@ -187,13 +138,7 @@ async fn handshake(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(',').map(str::trim).find(|p| !p.is_empty()))
         .map(str::to_owned);
-    let auto_join = target.map(|t| Join {
-        subscription_id: uuid::Uuid::new_v4().to_string(),
-        stream_name: t.stream,
-        group_id: t.group,
-        item_id: t.item,
-        since: since_from_query(parts.uri.query()),
-    });
+    let since = since_from_query(parts.uri.query());
     let limit = config.limits.max_message_bytes;
     let mut upgrade = upgrade
         .max_message_size(limit)
@@ -208,7 +153,13 @@ async fn handshake(
             outcome: "upgraded",
         })
         .inc();
-    upgrade.on_upgrade(move |socket| serve(port, socket, context, auto_join, slot))
+    upgrade.on_upgrade(move |socket| serve(port, socket, context, target, since, slot))
+}
+
+impl ToWire for Outgoing {
+    fn to_wire(self) -> Option<Message> {
+        Some(Message::Text(self.into_text().into()))
+    }
 }
 
 /// Why a subscriber connection ended.
@@ -220,6 +171,8 @@ enum End {
     /// More unhandled messages than the inbox holds.
     Flooded,
     SlowConsumer,
+    /// What was queued could not be written within `write_timeout_ms`.
+    WriteTimeout,
     Shutdown,
 }
 
@@ -227,7 +180,8 @@ async fn serve(
     port: Port,
     socket: WebSocket,
     context: Option<Arc<RawValue>>,
-    auto_join: Option<Join>,
+    path: Option<StreamPath>,
+    since: Option<Since>,
     _slot: Slot,
 ) {
     let config: &StreamConfig = port.service.config();
@@ -235,7 +189,15 @@ async fn serve(
         config.limits.outbound_queue_frames,
         config.limits.outbound_queue_bytes,
     ));
-    let session = Arc::new(port.service.session(context, outbox.clone()));
+    // A socket opened at a `/stream/...` path joins it at once, and is bound to it.
+    let auto_join = path.as_ref().map(|p| Join {
+        subscription_id: uuid::Uuid::new_v4().to_string(),
+        stream_name: p.stream.clone(),
+        group_id: p.group.clone(),
+        item_id: p.item.clone(),
+        since,
+    });
+    let session = Arc::new(port.service.session(context, outbox.clone(), path));
     let (mut sink, mut stream) = socket.split();
     // Room for a few maximal messages waiting behind a join that waits for its handlers.
     let inbox = Arc::new(Inbox::new(
@@ -290,40 +252,12 @@ async fn serve(
             }
         }
     };
+    let write_timeout = Duration::from_millis(config.limits.write_timeout_ms);
     let writing = async {
-        let mut ping = interval_at(Instant::now() + ping_every, ping_every);
-        let mut batch = VecDeque::new();
-        loop {
-            // Bursts leave a large buffer behind; an idle connection should not keep it.
-            if batch.capacity() > 256 {
-                batch = VecDeque::new();
-            }
-            tokio::select! {
-                drained = outbox.drain_into(&mut batch) => match drained {
-                    Ok(()) => {}
-                    Err(Closed::SlowConsumer) => return End::SlowConsumer,
-                    Err(Closed::Gone) => return End::Gone,
-                },
-                _ = ping.tick() => {
-                    if sink.send(Message::Ping(Default::default())).await.is_err() {
-                        return End::Gone;
-                    }
-                    continue;
-                }
-            };
-            let write = async {
-                for item in batch.drain(..) {
-                    sink.feed(Message::Text(item.into_text().into())).await?;
-                }
-                sink.flush().await
-            };
-            tokio::select! {
-                written = write => if written.is_err() { return End::Gone },
-                closed = outbox.wait_closed() => return match closed {
-                    Closed::SlowConsumer => End::SlowConsumer,
-                    Closed::Gone => End::Gone,
-                },
-            }
+        match writer::write(&mut sink, &outbox, ping_every, write_timeout).await {
+            Stop::Gone | Stop::CloseRequested => End::Gone,
+            Stop::Overflow => End::SlowConsumer,
+            Stop::Stalled => End::WriteTimeout,
         }
     };
     // The inbound side runs as a task of its own. In one task with the writer, every wake-up to
@@ -347,13 +281,17 @@ async fn serve(
         let _ = inbound.await;
     }
     match end {
-        End::SlowConsumer => {
-            tracing::warn!(connection = ?outbox, "subscriber too slow; closing with 1013");
+        End::SlowConsumer | End::WriteTimeout => {
+            if end == End::WriteTimeout {
+                metrics().slow_consumer_disconnects.inc();
+            }
+            tracing::warn!(connection = ?outbox, ?end, "subscriber too slow; closing with 1013");
             ws::close(&mut sink, TRY_AGAIN_LATER, "slow consumer").await;
         }
         End::Idle => ws::close(&mut sink, GOING_AWAY, "idle timeout").await,
         End::TooBig => ws::close(&mut sink, MESSAGE_TOO_BIG, "message too big").await,
         End::Flooded => {
+            metrics().limit_refused(Limit::SubscriberInbox);
             tracing::warn!(connection = ?outbox, "subscriber queued too many unhandled messages; closing with 1008");
             ws::close(&mut sink, POLICY_VIOLATION, "too many pending messages").await;
         }
@@ -373,37 +311,4 @@ async fn serve(
         }
     }
     session.close();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stream_urls() {
-        let t = target("a%3Ab/g%2F1/%E2%9C%93").unwrap();
-        assert_eq!((t.stream.as_str(), t.group.as_str()), ("a:b", "g/1"));
-        assert_eq!(t.item.as_deref(), Some("✓"));
-        let t = target("chat/room-1/").unwrap();
-        assert_eq!(t.item, None);
-        assert_eq!(target("chat/%20x/").unwrap().group, " x");
-        assert_eq!(target("chat/a+b").unwrap().group, "a+b");
-        assert_eq!(target("chat").err(), Some(StatusCode::NOT_FOUND));
-        assert_eq!(target("a/b/c/d").err(), Some(StatusCode::NOT_FOUND));
-        assert_eq!(target("chat//").err(), Some(StatusCode::BAD_REQUEST));
-        assert_eq!(target("chat/%FF").err(), Some(StatusCode::BAD_REQUEST));
-    }
-
-    #[test]
-    fn since_query() {
-        assert_eq!(
-            since_from_query(Some("token=x&since_epoch=ab&since_seq=4")),
-            Some(Since {
-                epoch: "ab".into(),
-                seq: 4
-            })
-        );
-        assert_eq!(since_from_query(Some("since_epoch=ab")), None);
-        assert_eq!(since_from_query(Some("since_epoch=ab&since_seq=x")), None);
-    }
 }

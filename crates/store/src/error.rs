@@ -19,6 +19,9 @@ pub enum StoreError {
     /// The backend could not be reached or answered with an error.
     #[error("{0}")]
     Backend(String),
+    /// Creating the group would give its stream more groups than `limits.max_groups_per_stream`.
+    #[error("stream {stream:?} already has {limit} groups (limits.max_groups_per_stream)")]
+    GroupLimit { stream: String, limit: usize },
     /// A stored value is not valid JSON.
     #[error("stored value of item {item:?} in {group:?} is not valid JSON")]
     CorruptValue { group: GroupKey, item: String },

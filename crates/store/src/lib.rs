@@ -16,7 +16,7 @@ mod update;
 
 pub use self::redis::{RedisOptions, RedisStore};
 pub use error::StoreError;
-pub use kv::KvStore;
+pub use kv::{KvOptions, KvStore};
 pub use sink::EventSink;
 pub use snapshot::{Replay, Snapshot, SnapshotData};
 
@@ -50,7 +50,7 @@ pub struct Deleted {
 /// A storage adapter. An enum rather than a trait object: there are few adapters, and their
 /// methods are async.
 pub enum Store {
-    Kv(KvStore),
+    Kv(Box<KvStore>),
     Redis(RedisStore),
 }
 
@@ -183,13 +183,12 @@ impl Store {
         }
     }
 
-    /// Whether every frame up to a snapshot's `seq` is guaranteed to reach the sink after the
-    /// snapshot was read (true for kv, whose durable writes publish in order once fsync'd).
-    /// False for Redis: frames published before this instance subscribed never reach it.
-    pub fn publishes_in_flight(&self) -> bool {
+    /// Drops the state of groups nobody needs any more (kv; see [`KvStore::sweep`]). Redis keeps
+    /// group state in Redis, with its own expiry.
+    pub fn sweep(&self) {
         match self {
-            Self::Kv(_) => true,
-            Self::Redis(_) => false,
+            Self::Kv(s) => s.sweep(),
+            Self::Redis(_) => {}
         }
     }
 

@@ -23,4 +23,10 @@ pub trait EventSink: Send + Sync + 'static {
     /// restarted): every local subscription of the group must be sent a fresh sync from
     /// `snapshot` (which holds every item of the group) and continue after its `seq`.
     fn resync(&self, _group: &GroupKey, _snapshot: &Snapshot) {}
+
+    /// Whether fan-out still needs the group's numbering (it has subscribers, or history a
+    /// resume may still ask for): an empty group is kept in memory while this holds.
+    fn retains(&self, _group: &GroupKey) -> bool {
+        false
+    }
 }

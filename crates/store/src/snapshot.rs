@@ -10,6 +10,11 @@ pub struct Snapshot {
     /// `seq`/`epoch` of the last event reflected, and the sync timestamp.
     pub stamp: Stamp,
     pub data: SnapshotData,
+    /// False while frames up to `stamp.seq` are still on their way to the sink (kv: durable
+    /// writes not yet committed), which will publish them after this snapshot was read; a sync
+    /// must then wait for the last of them. True when every one of them has reached the sink
+    /// already, or never will here (Redis: published before this instance subscribed).
+    pub published: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -10,7 +10,8 @@ use iii_stream_engine::Engine;
 use iii_stream_metrics::{TypeLabel, metrics};
 use iii_stream_protocol::RawValue;
 use iii_stream_store::{
-    EventSink, KvStore, RedisOptions, RedisStore, Snapshot, SnapshotData, Store, StoreError,
+    EventSink, KvOptions, KvStore, RedisOptions, RedisStore, Snapshot, SnapshotData, Store,
+    StoreError,
 };
 use std::cell::OnceCell;
 use std::collections::HashMap;
@@ -43,9 +44,24 @@ pub struct StreamService {
     pub(crate) timeouts: Timeouts,
     pub(crate) config: StreamConfig,
     /// Function calls running right now; shutdown lets them finish.
-    pub(crate) in_flight: AtomicUsize,
+    pub(crate) in_flight: Arc<AtomicUsize>,
     /// Leave notifications still being delivered; shutdown waits for them (bounded).
-    pub(crate) leaving: AtomicUsize,
+    pub(crate) leaving: Arc<AtomicUsize>,
+}
+
+fn kv_options(config: &StreamConfig) -> KvOptions {
+    KvOptions {
+        max_groups_per_stream: config.limits.max_groups_per_stream,
+        idle_linger: Duration::from_millis(config.history.max_age_ms),
+        max_idle_groups: config.history.max_idle_groups,
+    }
+}
+
+/// A tenth of `history.max_age_ms`, between 1 and 30 seconds: channels outlive their last
+/// subscriber by at most that much more than `max_age_ms`.
+fn sweep_interval(config: &StreamConfig) -> Duration {
+    Duration::from_millis(config.history.max_age_ms / 10)
+        .clamp(Duration::from_secs(1), Duration::from_secs(30))
 }
 
 /// Committed frames go to subscribers, and, when committed here, to `stream` triggers.
@@ -70,6 +86,10 @@ impl EventSink for Sink {
             })
             .inc();
         self.dispatcher.dispatch(frame);
+    }
+
+    fn retains(&self, group: &GroupKey) -> bool {
+        self.hub.retains(group)
     }
 
     fn resync(&self, group: &GroupKey, snapshot: &Snapshot) {
@@ -122,11 +142,15 @@ impl StreamService {
             AdapterConfig::Kv {
                 store_method: StoreMethod::InMemory,
                 ..
-            } => Store::Kv(KvStore::in_memory(sink)),
+            } => Store::Kv(Box::new(
+                KvStore::in_memory(sink).with_options(kv_options(&config)),
+            )),
             AdapterConfig::Kv {
                 store_method: StoreMethod::FileBased,
                 file_path,
-            } => Store::Kv(KvStore::open(file_path, sink)?),
+            } => Store::Kv(Box::new(
+                KvStore::open(file_path, sink)?.with_options(kv_options(&config)),
+            )),
             AdapterConfig::Redis {
                 redis_url,
                 connect_timeout_ms,
@@ -154,10 +178,11 @@ impl StreamService {
                 provider: Duration::from_millis(t.provider_ms),
             },
             config,
-            in_flight: AtomicUsize::new(0),
-            leaving: AtomicUsize::new(0),
+            in_flight: Arc::default(),
+            leaving: Arc::default(),
         });
         functions::register(&engine, &service);
+        service.clone().sweep_periodically();
         for name in [triggers::STREAM, triggers::JOIN, triggers::LEAVE] {
             let kind = Kind {
                 index: index.clone(),
@@ -185,6 +210,25 @@ impl StreamService {
     /// `stream:leave` notifications still being delivered.
     pub fn leaves_in_flight(&self) -> usize {
         self.leaving.load(Ordering::SeqCst)
+    }
+
+    /// Every `sweep` interval: drops aged history and the state of groups nobody needs any more
+    /// (docs/limits.md). The task holds the service weakly and ends with it.
+    fn sweep_periodically(self: Arc<Self>) {
+        let every = sweep_interval(&self.config);
+        let service = Arc::downgrade(&self);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let Some(service) = service.upgrade() else {
+                    return;
+                };
+                service.hub.sweep();
+                service.store.sweep();
+            }
+        });
     }
 
     /// Flushes and closes the store.

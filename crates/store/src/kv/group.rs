@@ -45,6 +45,13 @@ pub(crate) struct Group {
     pub(crate) sequencer: Sequencer,
     /// Log position of the group's latest write; reads wait until it is durable.
     pub(crate) last_lsn: u64,
+    /// Removed from the store (it was empty and nobody needed its numbering): whoever still
+    /// holds the cell must look the group up again.
+    pub(crate) retired: bool,
+    /// Since when the group has had no items (refreshed by each event while empty).
+    pub(crate) idle_since: Option<std::time::Instant>,
+    /// In the store's idle queue.
+    pub(crate) queued: bool,
 }
 
 impl Group {
@@ -56,6 +63,9 @@ impl Group {
             next_order: 0,
             sequencer,
             last_lsn: 0,
+            retired: false,
+            idle_since: None,
+            queued: false,
         }
     }
 

@@ -124,6 +124,11 @@ impl DurableLog {
         lsn
     }
 
+    /// Whether `lsn` is durable (and its frame published).
+    pub(crate) fn is_durable(&self, lsn: u64) -> bool {
+        self.shared.durable.durable() >= lsn
+    }
+
     /// The LSN of the last record appended so far.
     pub(crate) fn appended(&self) -> u64 {
         self.shared.queue.lock().next_lsn - 1

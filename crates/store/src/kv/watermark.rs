@@ -61,6 +61,11 @@ impl Watermark {
         }
     }
 
+    /// Every position up to this one is durable.
+    pub(crate) fn durable(&self) -> u64 {
+        self.durable.load(Ordering::Acquire)
+    }
+
     pub(crate) fn ended(&self) -> Option<&End> {
         self.ended.get()
     }

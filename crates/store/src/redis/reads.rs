@@ -240,7 +240,11 @@ impl Shared {
             Some(item) => SnapshotData::Item(read.item(group, item)?),
             None => SnapshotData::Group(read.group(group, false)?),
         };
-        Ok(admit(Snapshot { stamp, data }))
+        Ok(admit(Snapshot {
+            stamp,
+            data,
+            published: true,
+        }))
     }
 
     /// The frames after `after` with the group's current epoch and seq, or `None` if the group

@@ -310,6 +310,7 @@ impl Relay {
             &Snapshot {
                 stamp,
                 data: SnapshotData::Group(items),
+                published: true,
             },
         );
         Ok(())

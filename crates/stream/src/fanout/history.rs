@@ -149,6 +149,7 @@ mod tests {
             max_events,
             max_age_ms: 60_000,
             max_total_bytes: usize::MAX,
+            max_idle_groups: 1000,
         }
     }
 

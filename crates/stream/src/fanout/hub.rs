@@ -7,8 +7,9 @@
 //! exactly the frames after its sync (or resume point), in order.
 
 use super::history::{Budget, History};
-use super::outbox::{Outbox, Outgoing};
+use super::outbox::{Outbox, Outgoing, offer};
 use iii_stream_config::History as HistoryConfig;
+use iii_stream_domain::idle::{Due, IdleQueue};
 use iii_stream_domain::{Frame, GroupKey};
 use iii_stream_metrics::metrics;
 use iii_stream_protocol::frame::subscription_suffix;
@@ -18,7 +19,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// One admitted subscription of one connection.
 #[derive(Debug)]
@@ -58,16 +59,19 @@ impl Subscription {
     }
 
     fn deliver(&self, frame: &Arc<Frame>, kind: &'static str) {
-        if self.outbox.push(Outgoing::Event {
-            frame: frame.clone(),
-            suffix: self.suffix.clone(),
-        }) {
+        if offer(
+            &self.outbox,
+            Outgoing::Event {
+                frame: frame.clone(),
+                suffix: self.suffix.clone(),
+            },
+        ) {
             metrics().frame_sent(kind);
         }
     }
 
     fn send_text(&self, text: String, kind: &'static str) {
-        if self.outbox.push(Outgoing::Text(text)) {
+        if offer(&self.outbox, Outgoing::Text(text)) {
             metrics().frame_sent(kind);
         }
     }
@@ -149,12 +153,31 @@ impl Entry {
     }
 }
 
-#[derive(Default)]
 struct ChannelState {
     epoch: Option<Arc<str>>,
     published: u64,
     history: History,
     entries: Vec<Entry>,
+    /// Since when the channel has had no subscriber (refreshed by frames published meanwhile).
+    idle_since: Option<Instant>,
+    /// In the hub's idle queue.
+    queued: bool,
+    /// Removed from the hub: look the group up again.
+    retired: bool,
+}
+
+impl ChannelState {
+    fn new() -> Self {
+        Self {
+            epoch: None,
+            published: 0,
+            history: History::default(),
+            entries: Vec::new(),
+            idle_since: Some(Instant::now()),
+            queued: true,
+            retired: false,
+        }
+    }
 }
 
 struct Channel {
@@ -164,41 +187,89 @@ struct Channel {
 pub struct Hub {
     channels: RwLock<HashMap<GroupKey, Arc<Channel>>>,
     config: HistoryConfig,
+    /// False when any history bound is zero: no frame is kept and nothing costs per publish.
+    keeps_history: bool,
+    /// How long a channel outlives its last subscriber, so its history can serve a resume.
+    linger: Duration,
+    /// Channels without subscribers, oldest first (see `iii_stream_domain::idle`).
+    idle: Mutex<IdleQueue<GroupKey>>,
     budget: Budget,
     evicting: Mutex<()>,
 }
 
 impl Hub {
     pub fn new(config: HistoryConfig) -> Self {
+        let keeps_history =
+            config.max_events > 0 && config.max_total_bytes > 0 && config.max_age_ms > 0;
         Self {
             channels: RwLock::default(),
             budget: Budget::new(config.max_total_bytes),
             evicting: Mutex::new(()),
+            linger: if keeps_history {
+                Duration::from_millis(config.max_age_ms)
+            } else {
+                Duration::ZERO
+            },
+            keeps_history,
+            idle: Mutex::new(IdleQueue::new(config.max_idle_groups)),
             config,
         }
     }
 
-    fn channel(&self, group: &GroupKey) -> Arc<Channel> {
-        if let Some(channel) = self.channels.read().get(group) {
-            return channel.clone();
+    fn existing(&self, group: &GroupKey) -> Option<Arc<Channel>> {
+        self.channels.read().get(group).cloned()
+    }
+
+    /// The group's channel, created if needed (subscriptions only).
+    fn open(&self, group: &GroupKey) -> Arc<Channel> {
+        if let Some(channel) = self.existing(group) {
+            return channel;
         }
         self.channels
             .write()
             .entry(group.clone())
             .or_insert_with(|| {
+                metrics().channels.inc();
+                // Queued from the start: a subscription that is then not registered (a resume
+                // that cannot be served) must not leave the channel behind for ever.
+                self.idle.lock().push(Instant::now(), group.clone());
                 Arc::new(Channel {
-                    state: Mutex::default(),
+                    state: Mutex::new(ChannelState::new()),
                 })
             })
             .clone()
     }
 
+    /// Runs `f` under the lock of the group's live channel: created first when `open`, else
+    /// `None` when the group has none.
+    fn with_channel<R>(
+        &self,
+        group: &GroupKey,
+        open: bool,
+        f: impl FnOnce(&mut ChannelState) -> R,
+    ) -> Option<R> {
+        loop {
+            let channel = if open {
+                self.open(group)
+            } else {
+                self.existing(group)?
+            };
+            let mut state = channel.state.lock();
+            if !state.retired {
+                return Some(f(&mut state));
+            }
+        }
+    }
+
+    /// Whether the group has a channel: subscribers, or history a resume may still need.
+    pub fn retains(&self, group: &GroupKey) -> bool {
+        self.channels.read().contains_key(group)
+    }
+
     /// Publishes a frame to the group's subscribers. Frames of one group arrive in `seq` order.
     pub fn publish(&self, frame: &Arc<Frame>) {
-        let channel = self.channel(&frame.group);
         let (mut added, mut released) = (0, 0);
-        {
-            let mut state = channel.state.lock();
+        let published = self.with_channel(&frame.group, false, |state| {
             if state.epoch.as_deref() != Some(&*frame.stamp.epoch) {
                 // A new numbering (e.g. Redis lost the group's state): history of the old one
                 // can never be resumed into the new one.
@@ -209,14 +280,20 @@ impl Hub {
                 return;
             }
             state.published = frame.seq();
-            if self.config.max_events > 0 {
+            if self.keeps_history {
                 let (a, r) = state.history.push(frame.clone(), &self.config);
                 added += a;
                 released += r;
             }
+            if state.entries.is_empty() {
+                state.idle_since = Some(Instant::now());
+            }
             for entry in &mut state.entries {
                 entry.offer(frame);
             }
+        });
+        if published.is_none() || added + released == 0 {
+            return;
         }
         self.budget.apply(added, released);
         if self.budget.exceeded() {
@@ -252,8 +329,18 @@ impl Hub {
 
     /// Registers a subscription under the channel lock. See [`Start`] and [`Started`].
     pub fn subscribe(&self, sub: &Arc<Subscription>, start: Start) -> Started {
-        let channel = self.channel(&sub.group);
-        let mut state = channel.state.lock();
+        let started = self.with_channel(&sub.group, true, |state| self.start(state, sub, start));
+        let started = started.unwrap_or(Started::Stale);
+        if matches!(
+            started,
+            Started::Synced | Started::Resumed | Started::Deferred { .. }
+        ) {
+            metrics().subscriptions.inc();
+        }
+        started
+    }
+
+    fn start(&self, state: &mut ChannelState, sub: &Arc<Subscription>, start: Start) -> Started {
         let entry = |from_seq| Entry {
             sub: sub.clone(),
             from_seq,
@@ -300,7 +387,7 @@ impl Hub {
                 let released = state.history.expire(&self.config);
                 self.budget.apply(0, released);
                 let same_epoch = state.epoch.as_deref() == Some(since.epoch.as_str());
-                let missed = if !same_epoch || self.config.max_events == 0 {
+                let missed = if !same_epoch || !self.keeps_history {
                     None
                 } else {
                     state.history.after(since.seq, state.published)
@@ -344,7 +431,7 @@ impl Hub {
                 Started::Deferred { seq: published }
             }
         };
-        metrics().subscriptions.inc();
+        state.idle_since = None;
         started
     }
 
@@ -358,61 +445,119 @@ impl Hub {
         seq: u64,
         sync_for: impl Fn(&Subscription) -> String,
     ) {
-        let channel = self.channel(group);
-        let mut state = channel.state.lock();
-        state.epoch = Some(epoch);
-        state.published = seq;
-        let released = state.history.clear();
-        self.budget.apply(0, released);
-        for entry in &mut state.entries {
-            entry.from_seq = seq;
-            entry.pending_sync = None;
-            entry.held = None;
-            entry.sub.send_text(sync_for(&entry.sub), "sync");
-        }
+        self.with_channel(group, false, |state| {
+            state.epoch = Some(epoch);
+            state.published = seq;
+            let released = state.history.clear();
+            self.budget.apply(0, released);
+            for entry in &mut state.entries {
+                entry.from_seq = seq;
+                entry.pending_sync = None;
+                entry.held = None;
+                entry.sub.send_text(sync_for(&entry.sub), "sync");
+            }
+        });
     }
 
     /// The epoch of the group as last seen here, if any frame or snapshot was seen.
     pub fn epoch(&self, group: &GroupKey) -> Option<Arc<str>> {
-        self.channels
-            .read()
-            .get(group)
-            .and_then(|c| c.state.lock().epoch.clone())
+        self.with_channel(group, false, |state| state.epoch.clone())
+            .flatten()
     }
 
     /// Completes a deferred subscription: sends `sync` (if any) then the frames held meanwhile.
     pub fn finish_deferred(&self, sub: &Arc<Subscription>, sync: Option<String>) {
-        let channel = self.channel(&sub.group);
-        let mut state = channel.state.lock();
-        let Some(entry) = state.entries.iter_mut().find(|e| e.sub.key == sub.key) else {
-            return;
-        };
-        if let Some(sync) = sync {
-            sub.send_text(sync, "sync");
-        }
-        for frame in entry.held.take().unwrap_or_default() {
-            sub.deliver(&frame, "event");
+        self.with_channel(&sub.group, false, |state| {
+            let Some(entry) = state.entries.iter_mut().find(|e| e.sub.key == sub.key) else {
+                return;
+            };
+            if let Some(sync) = sync {
+                sub.send_text(sync, "sync");
+            }
+            for frame in entry.held.take().unwrap_or_default() {
+                sub.deliver(&frame, "event");
+            }
+        });
+    }
+
+    /// Removes a subscription; no frame is queued for it afterwards. Without history the
+    /// channel goes with its last subscriber; otherwise it lingers (see [`Hub::sweep`]).
+    pub fn unsubscribe(&self, sub: &Subscription) {
+        let emptied = self.with_channel(&sub.group, false, |state| {
+            if let Some(i) = state.entries.iter().position(|e| e.sub.key == sub.key) {
+                state.entries.swap_remove(i);
+                metrics().subscriptions.dec();
+            }
+            if !state.entries.is_empty() {
+                return false;
+            }
+            let now = Instant::now();
+            state.idle_since = Some(now);
+            if !state.queued {
+                state.queued = true;
+                self.idle.lock().push(now, sub.group.clone());
+            }
+            true
+        });
+        if emptied == Some(true) && self.linger.is_zero() {
+            self.remove_idle(&[Due {
+                key: sub.group.clone(),
+                forced: false,
+            }]);
         }
     }
 
-    /// Removes a subscription; no frame is queued for it afterwards.
-    pub fn unsubscribe(&self, sub: &Subscription) {
-        let Some(channel) = self.channels.read().get(&sub.group).cloned() else {
-            return;
-        };
-        let mut state = channel.state.lock();
-        if let Some(i) = state.entries.iter().position(|e| e.sub.key == sub.key) {
-            state.entries.swap_remove(i);
-            metrics().subscriptions.dec();
+    /// Drops history older than `max_age_ms` of the channels it removes, and removes the
+    /// channels that had no subscriber for that long (or that are the oldest beyond
+    /// `history.max_idle_groups`). Run periodically by the service.
+    pub fn sweep(&self) {
+        let due = self.idle.lock().due(Instant::now(), self.linger);
+        for chunk in due.chunks(1024) {
+            self.remove_idle(chunk);
+        }
+    }
+
+    /// Removes the channels handed back by the idle queue that are still idle; pushes back the
+    /// ones that were busy meanwhile.
+    fn remove_idle(&self, due: &[Due<GroupKey>]) {
+        let now = Instant::now();
+        let mut channels = self.channels.write();
+        for Due { key, forced } in due {
+            let Some(channel) = channels.get(key) else {
+                continue;
+            };
+            let mut state = channel.state.lock();
+            state.queued = false;
+            let Some(since) = state.idle_since.filter(|_| state.entries.is_empty()) else {
+                continue; // subscribed again; queued anew when it next goes idle
+            };
+            if !forced && now.saturating_duration_since(since) < self.linger {
+                state.queued = true;
+                self.idle.lock().push(since, key.clone());
+                continue;
+            }
+            state.retired = true;
+            let released = state.history.clear();
+            drop(state);
+            self.budget.apply(0, released);
+            channels.remove(key);
+            metrics().channels.dec();
+        }
+        let len = channels.len();
+        if channels.capacity() > 1024 && len < channels.capacity() / 4 {
+            channels.shrink_to(len * 2);
         }
     }
 
     /// Number of subscriptions on a group (for tests and diagnostics).
     pub fn subscriber_count(&self, group: &GroupKey) -> usize {
-        self.channels
-            .read()
-            .get(group)
-            .map_or(0, |c| c.state.lock().entries.len())
+        self.with_channel(group, false, |state| state.entries.len())
+            .unwrap_or(0)
+    }
+
+    /// Number of channels (for tests and diagnostics).
+    pub fn channel_count(&self) -> usize {
+        self.channels.read().len()
     }
 }
 

@@ -6,4 +6,5 @@ mod hub;
 mod outbox;
 
 pub use hub::{Hub, Start, Started, Subscription};
+pub(crate) use outbox::offer;
 pub use outbox::{Closed, Outbox, Outgoing};

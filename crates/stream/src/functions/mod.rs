@@ -24,7 +24,6 @@ use input::{
 };
 use output::{deleted, list, raw, written};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 /// A built-in stream function: its id, error code and error wording.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,9 +128,8 @@ pub(crate) fn register(engine: &Engine, service: &Arc<StreamService>) {
                             "Server is shutting down",
                         ));
                     };
-                    service.in_flight.fetch_add(1, Ordering::SeqCst);
+                    let _busy = crate::calls::Busy::start(&service.in_flight);
                     let outcome = service.call(function, call.data.as_deref()).await;
-                    service.in_flight.fetch_sub(1, Ordering::SeqCst);
                     metrics().function_call(function.id(), outcome.is_ok());
                     outcome
                 })

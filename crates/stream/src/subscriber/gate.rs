@@ -9,7 +9,6 @@ use iii_stream_protocol::RawValue;
 use iii_stream_protocol::frame::RejectReason;
 use serde::Serialize;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// The payload of join and leave handlers (stream.md §7.2): every key always present.
@@ -124,8 +123,10 @@ impl StreamService {
             return;
         };
         let service = self.clone();
-        service.leaving.fetch_add(1, Ordering::SeqCst);
+        // Counted before the task exists, so shutdown cannot miss a leave not yet started.
+        let busy = crate::calls::Busy::start(&service.leaving);
         tokio::spawn(async move {
+            let _busy = busy;
             join_all(bindings.iter().map(|binding| async {
                 if service.condition(binding, &payload, Call::Condition).await != Some(true) {
                     return;
@@ -141,7 +142,6 @@ impl StreamService {
                 let _ = observe(Call::Leave, &binding.trigger.function_id, outcome);
             }))
             .await;
-            service.leaving.fetch_sub(1, Ordering::SeqCst);
         });
     }
 }

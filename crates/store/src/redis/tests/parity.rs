@@ -62,7 +62,7 @@ struct Pair {
 impl Pair {
     async fn new() -> Self {
         Self {
-            kv: crate::Store::Kv(KvStore::in_memory(Arc::new(Discard))),
+            kv: crate::Store::Kv(Box::new(KvStore::in_memory(Arc::new(Discard)))),
             redis: crate::Store::Redis(open(SHARED).await.0),
             names: Names::new(SHARED),
             n: AtomicUsize::new(0),

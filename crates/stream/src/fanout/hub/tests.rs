@@ -2,12 +2,14 @@ use super::*;
 use iii_stream_domain::{Change, Stamp};
 use serde_json::Value;
 use serde_json::value::RawValue;
+use std::time::Duration;
 
 fn config(max_events: usize) -> HistoryConfig {
     HistoryConfig {
         max_events,
         max_age_ms: 60_000,
         max_total_bytes: 1 << 30,
+        max_idle_groups: 1000,
     }
 }
 
@@ -65,6 +67,12 @@ impl Client {
     }
 }
 
+/// Gives `group` a channel, as a subscription that came and went would: frames published from
+/// now on are kept for resume.
+fn watched(hub: &Hub, group: &GroupKey) {
+    hub.open(group);
+}
+
 fn sync(id: &str, seq: u64, in_flight: bool) -> Start {
     Start::Sync {
         epoch: "e1".into(),
@@ -78,6 +86,7 @@ fn sync(id: &str, seq: u64, in_flight: bool) -> Start {
 fn sync_at_the_published_seq_then_live_frames() {
     let hub = Hub::new(config(10));
     let c = Client::new();
+    watched(&hub, &group());
     hub.publish(&frame(1, "a"));
     assert_eq!(
         hub.subscribe(&c.sub("s1", None), sync("s1", 1, true)),
@@ -91,6 +100,7 @@ fn sync_at_the_published_seq_then_live_frames() {
 fn a_snapshot_ahead_of_publication_waits_for_its_last_frame() {
     let hub = Hub::new(config(10));
     let c = Client::new();
+    watched(&hub, &group());
     hub.publish(&frame(1, "a"));
     // Durable writes 2 and 3 are in the snapshot but not yet published.
     hub.subscribe(&c.sub("s1", None), sync("s1", 3, true));
@@ -118,6 +128,7 @@ fn without_in_flight_guarantee_the_sync_goes_out_at_once() {
 fn a_snapshot_behind_publication_is_caught_up_from_history_or_refused() {
     let hub = Hub::new(config(2));
     let c = Client::new();
+    watched(&hub, &group());
     for seq in 1..=4 {
         hub.publish(&frame(seq, "a"));
     }
@@ -139,6 +150,7 @@ fn a_snapshot_behind_publication_is_caught_up_from_history_or_refused() {
 fn resume_replays_exactly_the_missed_frames() {
     let hub = Hub::new(config(10));
     let c = Client::new();
+    watched(&hub, &group());
     for seq in 1..=6 {
         hub.publish(&frame(seq, if seq % 2 == 0 { "a" } else { "b" }));
     }
@@ -208,6 +220,7 @@ fn resume_is_refused_when_history_is_disabled_or_too_short() {
 fn deferred_subscriptions_hold_frames_until_their_sync() {
     let hub = Hub::new(config(10));
     let c = Client::new();
+    watched(&hub, &group());
     hub.publish(&frame(1, "a"));
     let sub = c.sub("p", None);
     assert_eq!(
@@ -246,7 +259,10 @@ fn the_byte_budget_evicts_the_oldest_frames_across_groups() {
         max_events: 100,
         max_age_ms: 60_000,
         max_total_bytes: one * 4,
+        max_idle_groups: 1000,
     });
+    watched(&hub, &GroupKey::new("s", "old"));
+    watched(&hub, &GroupKey::new("s", "new"));
     for seq in 1..=3 {
         hub.publish(&frame_in(GroupKey::new("s", "old"), "e", seq, "a"));
     }
@@ -323,6 +339,7 @@ fn a_store_replay_is_sent_then_live_frames_follow() {
 fn a_replay_overtaken_by_publication_is_completed_or_refused() {
     let hub = Hub::new(config(2));
     let c = Client::new();
+    watched(&hub, &group());
     for seq in 1..=4 {
         hub.publish(&frame(seq, "a"));
     }
@@ -367,4 +384,115 @@ fn resync_restarts_every_subscription_from_a_fresh_snapshot() {
         Started::NotResumable,
         "the old numbering's history is gone"
     );
+}
+
+fn lingering(max_age_ms: u64) -> HistoryConfig {
+    HistoryConfig {
+        max_events: 10,
+        max_age_ms,
+        max_total_bytes: 1 << 20,
+        max_idle_groups: 1000,
+    }
+}
+
+#[test]
+fn frames_of_a_group_nobody_subscribed_to_cost_nothing() {
+    let hub = Hub::new(config(10));
+    for seq in 1..=3 {
+        hub.publish(&frame(seq, "a"));
+    }
+    assert_eq!(hub.channel_count(), 0);
+    assert_eq!(hub.budget.total(), 0);
+    assert!(!hub.retains(&group()));
+}
+
+#[test]
+fn without_history_the_last_unsubscribe_removes_the_channel() {
+    for history in [
+        config(0),
+        HistoryConfig {
+            max_total_bytes: 0,
+            ..config(10)
+        },
+        lingering(0),
+    ] {
+        let hub = Hub::new(history);
+        let c = Client::new();
+        let (a, b) = (c.sub("a", None), c.sub("b", None));
+        hub.subscribe(&a, sync("a", 0, false));
+        hub.subscribe(&b, sync("b", 0, false));
+        hub.publish(&frame(1, "x"));
+        assert_eq!(hub.budget.total(), 0, "no history kept");
+        hub.unsubscribe(&a);
+        assert_eq!(hub.channel_count(), 1, "b still subscribed");
+        hub.unsubscribe(&b);
+        assert_eq!(hub.channel_count(), 0);
+        assert!(!hub.retains(&group()));
+    }
+}
+
+#[test]
+fn a_channel_lingers_for_max_age_then_the_sweep_removes_it() {
+    let hub = Hub::new(lingering(50));
+    let c = Client::new();
+    let sub = c.sub("s", None);
+    hub.subscribe(&sub, sync("s", 0, false));
+    hub.publish(&frame(1, "a"));
+    hub.unsubscribe(&sub);
+    assert_eq!(hub.channel_count(), 1, "kept for a resume");
+    hub.publish(&frame(2, "a"));
+    hub.sweep();
+    assert_eq!(hub.channel_count(), 1, "not idle for max_age yet");
+    // A client that dropped off resumes within max_age: it gets what it missed.
+    let back = c.sub("s", None);
+    let since = Start::Resume(Since {
+        epoch: "e1".into(),
+        seq: 1,
+    });
+    assert_eq!(hub.subscribe(&back, since), Started::Resumed);
+    c.received();
+    hub.unsubscribe(&back);
+    std::thread::sleep(Duration::from_millis(60));
+    hub.sweep();
+    assert_eq!(hub.channel_count(), 0);
+    assert_eq!(hub.budget.total(), 0, "its history went with it");
+    // The group can be subscribed again at once (a new channel).
+    let again = c.sub("t", None);
+    assert_eq!(hub.subscribe(&again, sync("t", 2, false)), Started::Synced);
+    hub.publish(&frame(3, "a"));
+    assert_eq!(c.received(), ["sync@t", "3@t"]);
+}
+
+#[test]
+fn a_retired_channel_is_never_used() {
+    let hub = Hub::new(lingering(0));
+    let c = Client::new();
+    let sub = c.sub("s", None);
+    hub.subscribe(&sub, sync("s", 0, false));
+    let channel = hub.existing(&group()).unwrap();
+    hub.unsubscribe(&sub);
+    assert!(channel.state.lock().retired);
+    // Whoever still held the old channel finds the group anew.
+    let next = c.sub("n", None);
+    assert_eq!(hub.subscribe(&next, sync("n", 0, false)), Started::Synced);
+    assert!(!Arc::ptr_eq(&channel, &hub.existing(&group()).unwrap()));
+    assert_eq!(channel.state.lock().entries.len(), 0);
+}
+
+#[test]
+fn beyond_max_idle_groups_the_oldest_idle_channels_go_early() {
+    let hub = Hub::new(HistoryConfig {
+        max_idle_groups: 2,
+        ..lingering(60_000)
+    });
+    let c = Client::new();
+    for g in ["a", "b", "c", "d"] {
+        let sub = Subscription::new(g.into(), GroupKey::new("s", g), None, c.outbox.clone());
+        hub.subscribe(&sub, sync(g, 0, false));
+        hub.unsubscribe(&sub);
+    }
+    hub.sweep();
+    assert_eq!(hub.channel_count(), 2);
+    assert!(!hub.retains(&GroupKey::new("s", "a")));
+    assert!(hub.retains(&GroupKey::new("s", "d")));
 }
